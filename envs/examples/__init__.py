@@ -1,0 +1,1 @@
+"""Example environments that are not part of the env service."""

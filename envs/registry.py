@@ -1,0 +1,136 @@
+"""Registered environments: spec validation, entry-point loading, built-ins.
+
+`EnvRegistry.register(spec)` validates the spec, and for the `python` kind
+imports the entry point and constructs one instance with the spec's params
+(its task catalog), so a bad module, class or param fails at registration with
+the field named, not at the first session. A `remote` spec is stored as is:
+the remote process may start later; calls to it fail with UNAVAILABLE then.
+
+Only code installed in the env service's Python can be named by an entry point;
+an environment in another language runs as its own process (kind `remote`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+from dataclasses import dataclass
+
+from outrider.envs.builtin import builtin_class
+from outrider.envs.interface import EnvContext, Environment, ParamError
+from outrider.envs.sandbox import Sandbox
+from outrider.envs.spec import SpecError, checked
+from outrider.proto.v1 import env_pb2
+
+
+class EnvExists(KeyError):
+    """An environment of that name is registered and `replace` was not set."""
+
+
+class EnvNotFound(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown environment"
+
+
+@dataclass
+class RegisteredEnv:
+    spec: env_pb2.EnvSpec
+    env_class: type[Environment] | None = None
+    """The class (python kind); None for remote environments."""
+    catalog: Environment | None = None
+    """An instance used to list tasks (python kind)."""
+    context: EnvContext | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.spec.WhichOneof("kind") == "remote"
+
+    def new_instance(self) -> Environment:
+        """A fresh environment for one episode."""
+        return self.env_class(dict(self.spec.params), self.context)
+
+
+def load_entry_point(entry_point: str) -> type[Environment]:
+    """The Environment subclass that "package.module:ClassName" names; SpecError if none."""
+    module_name, _, attribute = entry_point.partition(":")
+    field = "python.entry_point"
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the spec's problem
+        raise SpecError("<spec>", [(field, f"cannot import {module_name!r}: {type(exc).__name__}: {exc}")]) from None
+    cls = getattr(module, attribute, None)
+    if cls is None:
+        raise SpecError("<spec>", [(field, f"module {module_name!r} has no attribute {attribute!r}")])
+    if not (inspect.isclass(cls) and issubclass(cls, Environment)):
+        raise SpecError("<spec>", [(field, f"{entry_point!r} is not a subclass of outrider.envs.Environment")])
+    if inspect.isabstract(cls):
+        raise SpecError("<spec>", [(field, f"{entry_point!r} is abstract (missing: {', '.join(sorted(cls.__abstractmethods__))})")])
+    return cls
+
+
+def builtin_spec(name: str, params: dict[str, str] | None = None) -> env_pb2.EnvSpec:
+    """The default spec of a built-in environment, with `params` merged in."""
+    spec = builtin_class(name).default_spec()
+    spec.params.update(params or {})
+    return spec
+
+
+class EnvRegistry:
+    """Thread-safe name → RegisteredEnv map."""
+
+    def __init__(self, sandbox: Sandbox | None = None, sandbox_unavailable_reason: str = ""):
+        self.sandbox = sandbox
+        self.sandbox_unavailable_reason = sandbox_unavailable_reason
+        self._envs: dict[str, RegisteredEnv] = {}
+        self._lock = threading.Lock()
+
+    def register(self, spec: env_pb2.EnvSpec, replace: bool = False, source: str = "<spec>") -> env_pb2.EnvSpec:
+        """Validate, load and store `spec`; returns the stored spec (defaults filled in)."""
+        spec = checked(spec, source)
+        entry = self._prepare(spec, source)
+        with self._lock:
+            if spec.name in self._envs and not replace:
+                raise EnvExists(f"environment {spec.name!r} is already registered (set replace to overwrite it)")
+            self._envs[spec.name] = entry
+        return spec
+
+    def _prepare(self, spec: env_pb2.EnvSpec, source: str) -> RegisteredEnv:
+        if spec.WhichOneof("kind") == "remote":
+            return RegisteredEnv(spec)
+        try:
+            cls = load_entry_point(spec.python.entry_point)
+        except SpecError as exc:
+            raise SpecError(source, exc.problems) from None
+        context = EnvContext(
+            sandbox=self.sandbox,
+            sandbox_limits=spec.sandbox if spec.HasField("sandbox") else None,
+            sandbox_unavailable_reason=self.sandbox_unavailable_reason,
+        )
+        try:
+            catalog = cls(dict(spec.params), context)
+        except ParamError as exc:
+            raise SpecError(source, [(str(exc).split(":", 1)[0], str(exc).split(":", 1)[1].strip())]) from None
+        except Exception as exc:  # noqa: BLE001 - a constructor failure is the spec's problem
+            raise SpecError(source, [("params", f"{spec.python.entry_point} rejected them: {type(exc).__name__}: {exc}")]) from None
+        return RegisteredEnv(spec, cls, catalog, context)
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            if self._envs.pop(name, None) is None:
+                raise EnvNotFound(self._unknown(name))
+
+    def get(self, name: str) -> RegisteredEnv:
+        with self._lock:
+            entry = self._envs.get(name)
+        if entry is None:
+            raise EnvNotFound(self._unknown(name))
+        return entry
+
+    def specs(self) -> list[env_pb2.EnvSpec]:
+        with self._lock:
+            return [entry.spec for _, entry in sorted(self._envs.items())]
+
+    def _unknown(self, name: str) -> str:
+        known = ", ".join(sorted(self._envs)) or "none"
+        return f"unknown environment {name!r}; registered: {known}"

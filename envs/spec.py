@@ -1,0 +1,182 @@
+"""EnvSpec messages from YAML, validation with field paths, and defaults.
+
+A spec file is the YAML form of an `outrider.v1.EnvSpec` (field names as in
+env.proto). A Python environment:
+
+    name: math-easy
+    version: 1.0.0
+    python: {entry_point: "outrider.envs.builtin.math_env:MathEnv"}
+    max_turns: 3
+    params: {difficulty: 0}          # values become strings
+
+A remote one (any language; it serves outrider.v1.EnvService):
+
+    name: counter
+    remote: {address: "127.0.0.1:50071", timeout_s: 5}
+
+Problems are reported as (field path, message) pairs, all at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from pydantic import ValidationError
+
+from outrider.config.base import ConfigError, read_yaml, validation_problems
+from outrider.config.env import SandboxLimitsConfig
+from outrider.proto.v1 import env_pb2
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+ENTRY_POINT_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ADDRESS_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+DEFAULT_VERSION = "0.0.0"
+DEFAULT_MAX_TURNS = 10
+MAX_TURNS_LIMIT = 1000
+MAX_PARAMS = 64
+MAX_TEXT = 4096
+
+
+class SpecError(ConfigError):
+    """An EnvSpec is invalid; `problems` lists (field path, message)."""
+
+
+def spec_from_dict(data: Any, source: str = "<spec>") -> env_pb2.EnvSpec:
+    """Parse and validate the YAML/JSON form of an EnvSpec (defaults filled in)."""
+    if not isinstance(data, dict):
+        raise SpecError(source, [("<root>", f"expected a mapping, got {type(data).__name__}")])
+    data = dict(data)
+    problems = []
+    if isinstance(data.get("params"), dict):
+        params = {}
+        for key, value in data["params"].items():
+            if isinstance(value, (dict, list)) or value is None:
+                problems.append((f"params.{key}", "must be a scalar (it is passed to the environment as a string)"))
+            else:
+                params[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+        data["params"] = params
+    if problems:
+        raise SpecError(source, problems)
+    spec = env_pb2.EnvSpec()
+    try:
+        json_format.ParseDict(data, spec)
+    except json_format.ParseError as exc:
+        raise SpecError(source, [("<spec>", str(exc))]) from None
+    return checked(spec, source)
+
+
+def load_spec_file(path: str | Path) -> env_pb2.EnvSpec:
+    """Read a YAML spec file; SpecError (a ConfigError) lists every problem."""
+    return spec_from_dict(read_yaml(path), str(path))
+
+
+def spec_to_dict(spec: env_pb2.EnvSpec) -> dict:
+    return json_format.MessageToDict(spec, preserving_proto_field_name=True)
+
+
+def checked(spec: env_pb2.EnvSpec, source: str = "<spec>") -> env_pb2.EnvSpec:
+    """A copy of `spec` with defaults filled in; SpecError if it is invalid."""
+    problems = validate_spec(spec)
+    if problems:
+        raise SpecError(source, problems)
+    return with_defaults(spec)
+
+
+def with_defaults(spec: env_pb2.EnvSpec) -> env_pb2.EnvSpec:
+    filled = env_pb2.EnvSpec()
+    filled.CopyFrom(spec)
+    filled.version = filled.version or DEFAULT_VERSION
+    filled.max_turns = filled.max_turns or DEFAULT_MAX_TURNS
+    if filled.reward.max_reward == 0:
+        filled.reward.max_reward = 1.0
+    return filled
+
+
+def validate_spec(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
+    """Every problem of `spec` as (field path, message); empty when valid."""
+    problems: list[tuple[str, str]] = []
+    if not NAME_RE.match(spec.name):
+        problems.append(("name", f"{spec.name!r} must be 1-64 of lowercase letters, digits, '-', '_', '.' (starting with a letter or digit)"))
+    if len(spec.version) > 64:
+        problems.append(("version", "longer than 64 characters"))
+    if len(spec.description) > MAX_TEXT:
+        problems.append(("description", f"longer than {MAX_TEXT} characters"))
+    problems += _kind_problems(spec)
+    if spec.max_turns > MAX_TURNS_LIMIT:
+        problems.append(("max_turns", f"{spec.max_turns} is above the limit of {MAX_TURNS_LIMIT}"))
+    problems += _tool_problems(spec)
+    problems += _sandbox_problems(spec)
+    problems += _reward_problems(spec)
+    if len(spec.params) > MAX_PARAMS:
+        problems.append(("params", f"more than {MAX_PARAMS} entries"))
+    for key, value in spec.params.items():
+        if not key:
+            problems.append(("params", "has an empty key"))
+        if len(value) > MAX_TEXT:
+            problems.append((f"params.{key}", f"longer than {MAX_TEXT} characters"))
+    return problems
+
+
+def _kind_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
+    kind = spec.WhichOneof("kind")
+    if kind is None:
+        return [("kind", "set exactly one of `python` (an entry point) or `remote` (an address)")]
+    if kind == "python":
+        if not ENTRY_POINT_RE.match(spec.python.entry_point):
+            return [("python.entry_point", f"{spec.python.entry_point!r} must look like 'package.module:ClassName'")]
+        return []
+    problems = []
+    match = ADDRESS_RE.match(spec.remote.address)
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        problems.append(("remote.address", f"{spec.remote.address!r} must be 'host:port' with a port in 1-65535"))
+    if not (math.isfinite(spec.remote.timeout_s) and 0 <= spec.remote.timeout_s <= 3600):
+        problems.append(("remote.timeout_s", f"{spec.remote.timeout_s} must be in [0, 3600] (0: the service default)"))
+    if spec.remote.env and not NAME_RE.match(spec.remote.env):
+        problems.append(("remote.env", f"{spec.remote.env!r} is not a valid environment name"))
+    return problems
+
+
+def _tool_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
+    problems, seen = [], set()
+    for i, tool in enumerate(spec.tools):
+        if not TOOL_NAME_RE.match(tool.name):
+            problems.append((f"tools[{i}].name", f"{tool.name!r} must be 1-64 of letters, digits, '_', '-'"))
+        if tool.name in seen:
+            problems.append((f"tools[{i}].name", f"{tool.name!r} appears twice"))
+        seen.add(tool.name)
+        if tool.parameters_json_schema:
+            try:
+                schema = json.loads(tool.parameters_json_schema)
+            except json.JSONDecodeError as exc:
+                problems.append((f"tools[{i}].parameters_json_schema", f"not valid JSON: {exc.msg}"))
+                continue
+            if not isinstance(schema, dict):
+                problems.append((f"tools[{i}].parameters_json_schema", "must be a JSON object"))
+    return problems
+
+
+def _sandbox_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
+    values = {field.name: value for field, value in spec.sandbox.ListFields()}
+    try:
+        SandboxLimitsConfig(**values)
+    except ValidationError as exc:
+        return validation_problems(exc, prefix="sandbox")
+    return []
+
+
+def _reward_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
+    problems = []
+    if not (math.isfinite(spec.reward.max_reward) and spec.reward.max_reward >= 0):
+        problems.append(("reward.max_reward", f"{spec.reward.max_reward} must be a finite number >= 0"))
+    for i, verifier in enumerate(spec.reward.verifiers):
+        if not verifier.name:
+            problems.append((f"reward.verifiers[{i}].name", "is empty"))
+        if not (math.isfinite(verifier.weight) and verifier.weight >= 0):
+            problems.append((f"reward.verifiers[{i}].weight", f"{verifier.weight} must be a finite number >= 0"))
+    return problems

@@ -1,0 +1,181 @@
+"""Outrider's learner algorithm library: pure functions over tensors in name-keyed registries.
+
+One registry per kind, one signature per kind (``entry(inputs, params)`` validates
+the params type and the optional inputs the entry requires, then calls it):
+
+=====================  ===========================================================  =========================
+registry               signature                                                    output
+=====================  ===========================================================  =========================
+ADVANTAGE_ESTIMATORS   fn(AdvantageInputs, params)                                  AdvantageOutputs (B, T)
+POLICY_LOSSES          fn(PolicyLossInputs, params)                                 PolicyLossOutput (B, T)
+LOSS_TRANSFORMS        fn(PolicyLossInputs, params)                                 TransformOutput
+AGGREGATIONS           fn(AggregationInputs, params)                                scalar Tensor
+KL_ESTIMATORS          fn(KLInputs, params)                                         Tensor (B, T)
+KL_CONTROLLERS         fn(params)                                                   KLController (stateful)
+WEIGHT_SCHEMES         fn(M: int, params)                                           BinaryWeights
+=====================  ===========================================================  =========================
+
+``REGISTRIES`` maps a config section name to its registry; every entry has
+``params_type`` (a frozen dataclass whose fields carry defaults, a one-line doc and
+bounds in ``metadata``; see :func:`param_schema`) and ``requires`` (the optional input
+fields it needs, e.g. ``values`` for GAE, so the learner knows to run the critic).
+KL placement is a name -> :class:`KLPlacement` table (``get_kl_placement``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import (  # noqa: F401 - importing registers the entries
+    advantages,
+    aggregation,
+    exploration,
+    kl,
+    metrics,
+    objective_transforms,
+    off_policy,
+    passk,
+    policy_losses,
+    process_rewards,
+)
+from .advantages import (
+    ADVANTAGE_ESTIMATORS,
+    AdvantageEstimatorName,
+    AdvantageInputs,
+    AdvantageOutputs,
+    sequence_scores,
+    token_level_rewards,
+)
+from .aggregation import AGGREGATIONS, AggregationInputs, AggregationName
+from .kl import (
+    KL_CONTROLLERS,
+    KL_ESTIMATORS,
+    KL_PLACEMENTS,
+    KLController,
+    KLControllerName,
+    KLEstimatorName,
+    KLInputs,
+    KLPlacement,
+    KLPlacementName,
+    get_kl_placement,
+    kl_loss_term,
+    kl_reward_penalty,
+)
+from .masked import masked_mean, masked_sum, masked_var, masked_whiten
+from .metrics import covariance_stats, entropy_from_logits, logprobs_from_logits, ratio_metrics
+from .objective_transforms import (
+    WEIGHT_SCHEMES,
+    BinaryWeights,
+    WeightSchemeName,
+    implied_objective,
+    implied_objective_derivative,
+    weights_from_objective,
+)
+from .off_policy import OverlongParams, dynamic_sampling_mask, overlong_penalty
+from .passk import pass_at_k, pass_at_k_curve
+from .policy_losses import (
+    LOSS_TRANSFORMS,
+    POLICY_LOSSES,
+    LossTransformName,
+    PolicyLossInputs,
+    PolicyLossName,
+    PolicyLossOutput,
+    TransformOutput,
+    ValueLossInputs,
+    ValueLossParams,
+    value_loss,
+)
+from .process_rewards import step_rewards_from_scores
+from .registry import Entry, NoParams, Params, Registry, UnknownNameError, param_schema
+
+REGISTRIES: dict[str, Registry[Any]] = {
+    "advantage": ADVANTAGE_ESTIMATORS,
+    "policy_loss": POLICY_LOSSES,
+    "loss_transform": LOSS_TRANSFORMS,
+    "aggregation": AGGREGATIONS,
+    "kl_estimator": KL_ESTIMATORS,
+    "kl_controller": KL_CONTROLLERS,
+    "objective_weight_scheme": WEIGHT_SCHEMES,
+}
+
+# Literal of the valid names, per REGISTRIES key (tests keep them equal to the registries).
+NAME_TYPES: dict[str, Any] = {
+    "advantage": AdvantageEstimatorName,
+    "policy_loss": PolicyLossName,
+    "loss_transform": LossTransformName,
+    "aggregation": AggregationName,
+    "kl_estimator": KLEstimatorName,
+    "kl_controller": KLControllerName,
+    "objective_weight_scheme": WeightSchemeName,
+}
+
+
+def describe() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every registry's names with their hyper-parameter schema: {kind: {name: [field, ...]}}."""
+    return {
+        kind: {e.name: param_schema(e.params_type) for e in reg} for kind, reg in REGISTRIES.items()
+    }
+
+
+__all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "AGGREGATIONS",
+    "KL_CONTROLLERS",
+    "KL_ESTIMATORS",
+    "KL_PLACEMENTS",
+    "LOSS_TRANSFORMS",
+    "NAME_TYPES",
+    "POLICY_LOSSES",
+    "REGISTRIES",
+    "WEIGHT_SCHEMES",
+    "AdvantageEstimatorName",
+    "AdvantageInputs",
+    "AdvantageOutputs",
+    "AggregationInputs",
+    "AggregationName",
+    "BinaryWeights",
+    "Entry",
+    "KLController",
+    "KLControllerName",
+    "KLEstimatorName",
+    "KLInputs",
+    "KLPlacement",
+    "KLPlacementName",
+    "LossTransformName",
+    "NoParams",
+    "OverlongParams",
+    "Params",
+    "PolicyLossInputs",
+    "PolicyLossName",
+    "PolicyLossOutput",
+    "Registry",
+    "TransformOutput",
+    "UnknownNameError",
+    "ValueLossInputs",
+    "ValueLossParams",
+    "WeightSchemeName",
+    "covariance_stats",
+    "describe",
+    "dynamic_sampling_mask",
+    "entropy_from_logits",
+    "get_kl_placement",
+    "implied_objective",
+    "implied_objective_derivative",
+    "kl_loss_term",
+    "kl_reward_penalty",
+    "logprobs_from_logits",
+    "masked_mean",
+    "masked_sum",
+    "masked_var",
+    "masked_whiten",
+    "overlong_penalty",
+    "param_schema",
+    "pass_at_k",
+    "pass_at_k_curve",
+    "ratio_metrics",
+    "sequence_scores",
+    "step_rewards_from_scores",
+    "token_level_rewards",
+    "value_loss",
+    "weights_from_objective",
+]

@@ -1,0 +1,179 @@
+"""From TrajectoryGroup messages to padded tensors, and how to cut them up.
+
+Alignment. A causal LM's logits at position k predict token k+1, so every
+per-token tensor here is indexed by *target* position j = k − 1 for token k:
+
+    input_ids      (B, L)      the tokens, right-padded
+    targets        (B, T)      input_ids[:, 1:]            T = L − 1
+    mask           (B, T)      loss_mask[:, 1:]: 1 where the target token was sampled by the policy
+    rollout_logprobs (B, T)    logprobs[:, 1:]: the sampler's log π(target)
+    token_rewards  (B, T)      step rewards at their token's target position
+    step_mask      (B, T)      1 where a step reward sits
+
+The value V(s) of the state before token k is the critic's output at position
+k − 1, which is target position j: values need no extra shift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from outrider.proto.v1.trajectory_pb2 import TrajectoryGroup
+
+
+@dataclass(frozen=True)
+class SequenceBatch:
+    """B sequences of the learner step, padded to a common length."""
+
+    input_ids: Tensor
+    """Shape: (B, L) long, right-padded with 0."""
+    attention_mask: Tensor
+    """Shape: (B, L) long; 1 on real tokens."""
+    mask: Tensor
+    """Shape: (B, T) float; 1 on policy-sampled target tokens."""
+    rollout_logprobs: Tensor
+    """Shape: (B, T) float32; the sampler's log-probabilities, 0 off the mask."""
+    rewards: Tensor
+    """Shape: (B,) float32; outcome reward."""
+    token_rewards: Tensor
+    """Shape: (B, T) float32; step rewards placed at their token."""
+    step_mask: Tensor
+    """Shape: (B, T) float32; 1 where a step reward sits."""
+    group_index: Tensor
+    """Shape: (B,) long; index of the sequence's group in the step."""
+    policy_version: Tensor
+    """Shape: (B,) long; oldest weights version that sampled the sequence."""
+    lengths: Tensor
+    """Shape: (B,) long; real length L_i of each sequence."""
+
+    @property
+    def targets(self) -> Tensor:
+        return self.input_ids[:, 1:]
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+    def to(self, device: torch.device) -> SequenceBatch:
+        if device.type == "cpu":
+            return self
+        return SequenceBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def select(self, rows: list[int]) -> SequenceBatch:
+        """The given sequences, re-padded to their own longest length."""
+        index = torch.tensor(rows, dtype=torch.long)
+        length = int(self.lengths[index].max()) if rows else 1
+        return SequenceBatch(
+            input_ids=self.input_ids[index, :length],
+            attention_mask=self.attention_mask[index, :length],
+            mask=self.mask[index, : length - 1],
+            rollout_logprobs=self.rollout_logprobs[index, : length - 1],
+            rewards=self.rewards[index],
+            token_rewards=self.token_rewards[index, : length - 1],
+            step_mask=self.step_mask[index, : length - 1],
+            group_index=self.group_index[index],
+            policy_version=self.policy_version[index],
+            lengths=self.lengths[index],
+        )
+
+
+def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
+    """Stack every trajectory of `groups` (validated by outrider.transport.validate)."""
+    trajectories = [(g_index, group, traj) for g_index, group in enumerate(groups) for traj in group.trajectories]
+    if not trajectories:
+        raise ValueError("no trajectories to build a batch from")
+    longest = max(len(traj.token_ids) for _, _, traj in trajectories)
+    b, length = len(trajectories), max(longest, 2)
+    input_ids = torch.zeros(b, length, dtype=torch.long)
+    attention = torch.zeros(b, length, dtype=torch.long)
+    loss_mask = torch.zeros(b, length)
+    logprobs = torch.zeros(b, length)
+    token_rewards = torch.zeros(b, length - 1)
+    step_mask = torch.zeros(b, length - 1)
+    rewards = torch.zeros(b)
+    group_index = torch.zeros(b, dtype=torch.long)
+    versions = torch.zeros(b, dtype=torch.long)
+    lengths = torch.zeros(b, dtype=torch.long)
+    for row, (g_index, group, traj) in enumerate(trajectories):
+        n = len(traj.token_ids)
+        input_ids[row, :n] = torch.tensor(traj.token_ids, dtype=torch.long)
+        attention[row, :n] = 1
+        loss_mask[row, :n] = torch.tensor(traj.loss_mask, dtype=torch.float32)
+        logprobs[row, :n] = torch.tensor(traj.logprobs, dtype=torch.float32)
+        for step in traj.step_rewards:
+            if step.token_index >= 1:  # token 0 is never a target
+                token_rewards[row, step.token_index - 1] += step.reward
+                step_mask[row, step.token_index - 1] = 1.0
+        rewards[row] = traj.outcome_reward
+        group_index[row] = g_index
+        turn_versions = [turn.policy_version for turn in traj.turns]
+        versions[row] = min(turn_versions) if turn_versions else group.policy_version
+        lengths[row] = max(n, 2)
+    mask = loss_mask[:, 1:]
+    return SequenceBatch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        mask=mask,
+        rollout_logprobs=logprobs[:, 1:] * mask,
+        rewards=rewards,
+        token_rewards=token_rewards * mask,
+        step_mask=step_mask * mask,
+        group_index=group_index,
+        policy_version=versions,
+        lengths=lengths,
+    )
+
+
+def shard_rows(lengths: list[int], world_size: int) -> list[list[int]]:
+    """Split sequence indices over ranks with balanced token counts.
+
+    Longest first, each to the rank with the fewest tokens so far (ties: lowest
+    rank); deterministic, so every rank computes the same plan.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    shards: list[list[int]] = [[] for _ in range(world_size)]
+    load = [0] * world_size
+    for row in order:
+        rank = min(range(world_size), key=lambda r: (load[r], r))
+        shards[rank].append(row)
+        load[rank] += lengths[row]
+    return [sorted(shard) for shard in shards]
+
+
+def pack_micro_batches(rows: list[int], lengths: list[int], token_budget: int) -> list[list[int]]:
+    """Group `rows` into micro-batches whose padded size (count × longest) fits the budget.
+
+    Sorted by length so that sequences of similar length share padding; a
+    sequence longer than the budget gets a micro-batch of its own.
+    """
+    micro: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for row in sorted(rows, key=lambda i: (-lengths[i], i)):
+        candidate = max(longest, lengths[row])
+        if current and candidate * (len(current) + 1) > token_budget:
+            micro.append(current)
+            current, candidate = [], lengths[row]
+        current.append(row)
+        longest = candidate
+    if current:
+        micro.append(current)
+    return micro
+
+
+def plan_micro_batches(
+    rows: list[int], lengths: list[int], world_size: int, token_budget: int
+) -> list[list[list[int]]]:
+    """Per rank, the micro-batches of `rows`. Every rank gets the same number of
+    micro-batches (an empty list means "a pass with nothing to learn"): under
+    ZeRO-3 every forward gathers parameters collectively, so all ranks must
+    run the same number of passes."""
+    shards = shard_rows([lengths[i] for i in rows], world_size)
+    per_rank = [
+        pack_micro_batches([rows[i] for i in shard], lengths, token_budget) for shard in shards
+    ]
+    count = max(len(plan) for plan in per_rank) if per_rank else 0
+    return [plan + [[] for _ in range(count - len(plan))] for plan in per_rank]

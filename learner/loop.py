@@ -1,0 +1,264 @@
+"""The learner's main loop: bus → step → checkpoint → commit → weight sync.
+
+Exactly-once: groups are committed on the bus only after a checkpoint that
+contains their update is complete. A learner killed at any point restarts
+from its last checkpoint; the groups trained after it come back from the bus
+(this consumer's own pending entries first) and are trained again, and groups
+a checkpoint holds but the bus had not yet committed are committed at
+start-up from the checkpoint's list.
+
+Rank 0 talks to Redis and the policy service; it broadcasts each step's
+groups to the other ranks, which all run the same step on their shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+import redis
+import torch
+import torch.distributed as dist
+
+from outrider.config import RunConfig
+from outrider.learner.algorithms import Algorithms, make_kl_controller
+from outrider.learner.algos import dynamic_sampling_mask
+from outrider.learner.batch import build_batch
+from outrider.learner.checkpoint import LearnerState, export_hf, load_checkpoint, save_checkpoint
+from outrider.learner.engine import frozen_module, init_distributed, shutdown_distributed, trainable_engine
+from outrider.learner.metrics_log import MetricsLog
+from outrider.learner.models import load_actor, load_critic, load_reference, model_folder
+from outrider.learner.step import Models, StepPlan, learner_step
+from outrider.learner.weight_sync import WeightPublisher
+from outrider.proto.v1.trajectory_pb2 import TrajectoryGroup
+from outrider.transport import Delivery, RedisReceiver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepData:
+    """What rank 0 broadcasts for one step."""
+
+    groups: list[bytes]
+    lags: list[int]
+
+
+class Learner:
+    def __init__(self, run: RunConfig, resume: bool = False, max_steps: int | None = None):
+        self.run_cfg = run
+        self.cfg = run.learner
+        self.max_steps = self.cfg.max_steps if max_steps is None else max_steps
+        init_distributed(self.cfg.engine.backend)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.seed = run.seed if self.cfg.seed is None else self.cfg.seed
+        torch.manual_seed(self.seed)
+        self.algos = Algorithms.from_config(self.cfg.algorithm)
+        self.kl = make_kl_controller(self.cfg.algorithm)
+        self.models = self._build_models()
+        self.checkpoints = run.run_dir / "checkpoints"
+        self.state = LearnerState(kl_controller=self.kl.state_dict())
+        self.held: list[Delivery] = []  # trained (or skipped), not yet committed
+        self._stop = False
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+
+        self.receiver: RedisReceiver | None = None
+        self.metrics: MetricsLog | None = None
+        if self.rank == 0:
+            if not run.redis.url:
+                raise ValueError("the learner needs redis.url: the bus its rollout workers write to")
+            client = redis.Redis.from_url(run.redis.url, socket_timeout=run.redis.socket_timeout_s)
+            self.receiver = RedisReceiver(client, run.bus, name=self.cfg.consumer_name)
+            self.metrics = MetricsLog(run.run_dir, self.cfg.tensorboard, self.cfg.metrics_port)
+        self.publisher = WeightPublisher(
+            self.cfg.sync,
+            self.cfg.sync.address or run.stack.addresses.get("policy"),
+            run.run_dir / "weights",
+            model_folder(self.cfg.model),
+        )
+        if resume:
+            self._resume()
+
+    def _build_models(self) -> Models:
+        cfg = self.cfg
+        actor = trainable_engine(load_actor(cfg.model, cfg.engine.gradient_checkpointing), cfg.engine, cfg.optimizer)
+        reference = None
+        if self.algos.uses_kl:
+            reference = frozen_module(load_reference(cfg.reference.model or cfg.model), cfg.engine)
+        critic = None
+        if cfg.critic.enabled:
+            backbone = cfg.critic.model or cfg.model
+            module = load_critic(backbone, cfg.engine.gradient_checkpointing, seed=self.seed)
+            critic = trainable_engine(module, cfg.engine, cfg.critic.optimizer)
+        return Models(actor=actor, reference=reference, critic=critic)
+
+    def _request_stop(self, *_) -> None:
+        log.info("stop requested: finishing the current step")
+        self._stop = True
+
+    # -- resume ---------------------------------------------------------------
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.checkpoints, self.models.actor, self.models.critic)
+        if state is None:
+            log.info("no checkpoint in %s: starting fresh", self.checkpoints)
+            return
+        self.state = state
+        self.kl.load_state_dict(state.kl_controller)
+        if self.rank == 0 and state.uncommitted_group_ids:
+            result = self.receiver.commit_group_ids(state.uncommitted_group_ids)
+            log.info("committed %d groups the checkpoint held but the bus had not", len(result.committed))
+        self.state.uncommitted_group_ids = []
+        log.info("resumed at step %d (policy version %d)", state.step, state.policy_version)
+
+    # -- data -----------------------------------------------------------------
+
+    def _collect(self) -> StepData | None:
+        """Rank 0: the next step's groups (None: stop)."""
+        wanted = self.cfg.groups_per_step
+        taken: list[Delivery] = []
+        started = time.monotonic()
+        last_lease = started
+        while len(taken) < wanted:
+            if self._stop:
+                break
+            for delivery in self.receiver.receive(wanted - len(taken), block_s=0.5):
+                if self._admit(delivery):
+                    taken.append(delivery)
+            now = time.monotonic()
+            if self.held and now - last_lease > self.run_cfg.bus.claim_idle_ms / 3000:
+                self.receiver.extend_lease(self.held + taken)
+                last_lease = now
+            timeout = self.cfg.receive_timeout_s
+            if timeout and now - started > timeout:
+                log.info("no full step of groups within %.0f s (got %d)", timeout, len(taken))
+                break
+        if not taken or (self._stop and len(taken) < wanted):
+            # Unused deliveries stay pending for this consumer: a restart gets them back first.
+            return None
+        self.held += taken
+        lags = [self.state.policy_version - d.group.policy_version for d in taken]
+        return StepData([d.group.SerializeToString() for d in taken], lags)
+
+    def _admit(self, delivery: Delivery) -> bool:
+        """Drop stale or signal-less groups (counted) instead of training on them."""
+        group = delivery.group
+        lag = self.state.policy_version - group.policy_version
+        if lag > self.cfg.max_policy_lag and self.cfg.stale_groups == "drop":
+            self.receiver.reject(
+                delivery,
+                f"stale: sampled by version {group.policy_version}, learner at {self.state.policy_version}, "
+                f"max_policy_lag {self.cfg.max_policy_lag}",
+            )
+            self.state.dropped_stale += 1
+            return False
+        if self.cfg.algorithm.dynamic_sampling:
+            rewards = torch.tensor([t.outcome_reward for t in group.trajectories], dtype=torch.float64)
+            if not bool(dynamic_sampling_mask(rewards, torch.zeros(len(rewards), dtype=torch.long)).any()):
+                # No weights will contain it, so it can be committed at once.
+                self.receiver.commit([delivery])
+                self.state.dropped_uniform += 1
+                return False
+        return True
+
+    def _broadcast(self, data: StepData | None) -> StepData | None:
+        box = [data]
+        if self.world > 1:
+            dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> LearnerState:
+        try:
+            self.state.policy_version = self.publisher.reconcile(self.models.actor, self.state.policy_version)
+            published = self.state.policy_version
+            while not self.max_steps or self.state.step < self.max_steps:
+                data = self._broadcast(self._collect() if self.rank == 0 else None)
+                if data is None:
+                    break
+                published = self._train(data) or published
+            self._checkpoint_and_commit()
+            if self.publisher.enabled and published != self.state.policy_version:
+                # The policy ends on the final weights, whatever `sync.every` is.
+                self.publisher.publish(self.models.actor, self.state.policy_version)
+            final = self.run_cfg.run_dir / "final"
+            export_hf(self.models.actor, final, model_folder(self.cfg.model))
+            return self.state
+        finally:
+            self.publisher.close()
+            if self.metrics is not None:
+                self.metrics.close()
+            shutdown_distributed()
+
+    def _train(self, data: StepData) -> int | None:
+        """One step; returns the version published to the policy, if any."""
+        started = time.perf_counter()
+        groups = [TrajectoryGroup.FromString(raw) for raw in data.groups]
+        batch = build_batch(groups)
+        plan = StepPlan(
+            rank=self.rank,
+            world_size=self.world,
+            token_budget=self.cfg.engine.micro_batch_tokens,
+            mini_batches=self.cfg.algorithm.mini_batches,
+            epochs=self.cfg.algorithm.epochs,
+            seed=self.seed,
+            step=self.state.step,
+        )
+        metrics = learner_step(self.models, self.algos, batch, self.kl.value, plan)
+        if "kl_ref" in metrics:
+            metrics["kl_coef"] = self.kl.value
+            self.kl.update(metrics["kl_ref"], batch.size)
+        state = self.state
+        state.step += 1
+        state.policy_version += 1
+        ids = [g.group_id for g in groups]
+        state.trained_group_ids += ids
+        state.uncommitted_group_ids += ids
+        state.samples += batch.size
+        state.kl_controller = self.kl.state_dict()
+        if state.step % self.cfg.checkpoint_every == 0:
+            self._checkpoint_and_commit()
+        published = None
+        if self.publisher.enabled and state.step % self.cfg.sync.every == 0:
+            metrics |= self.publisher.publish(self.models.actor, state.policy_version)
+            published = state.policy_version
+        seconds = time.perf_counter() - started
+        tokens = float(batch.mask.sum())
+        metrics |= {
+            "reward_mean": float(batch.rewards.mean()),
+            "trajectories": float(batch.size),
+            "solved_rate": sum(t.solved for g in groups for t in g.trajectories) / batch.size,
+            "response_tokens_mean": tokens / batch.size,
+            "tokens_per_s": tokens / seconds,
+            "step_seconds": seconds,
+            "policy_lag_mean": sum(data.lags) / len(data.lags),
+            "policy_lag_max": float(max(data.lags)),
+            "dropped_stale": float(state.dropped_stale),
+            "dropped_uniform": float(state.dropped_uniform),
+            "policy_version": float(state.policy_version),
+        }
+        if self.rank == 0:
+            metrics["bus_queued"] = float(self.receiver.stats().queued)
+            self.metrics.write(state.step, metrics, data.lags)
+            log.info(
+                "step %d  loss %.4f  reward %.3f  entropy %.3f  %.0f tok/s",
+                state.step, metrics.get("actor/loss", float("nan")), metrics["reward_mean"],
+                metrics["entropy"], metrics["tokens_per_s"],
+            )
+        return published
+
+    def _checkpoint_and_commit(self) -> None:
+        # Decided on state every rank shares: saving is collective.
+        if not self.state.uncommitted_group_ids:
+            return
+        save_checkpoint(self.checkpoints, self.models.actor, self.models.critic, self.state, self.cfg.keep_checkpoints)
+        if self.rank == 0:
+            result = self.receiver.commit(self.held)
+            if result.duplicates:
+                log.error("groups committed by another consumer meanwhile: %s", result.duplicates)
+        self.held = []
+        self.state.uncommitted_group_ids = []

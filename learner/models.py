@@ -1,0 +1,75 @@
+"""The learner's models: the actor (causal LM), the frozen reference, the value critic.
+
+All three load from HF folders (a built-in name is materialized first by
+`outrider.models.resolve_model`). The critic is the same backbone with a
+scalar head (`AutoModelForTokenClassification`, one label), so it saves and
+loads like any HF model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClassification
+
+from outrider.learner.algos import entropy_from_logits, logprobs_from_logits
+from outrider.learner.batch import SequenceBatch
+from outrider.models import resolve_model
+
+
+def model_folder(spec: str) -> Path:
+    return resolve_model(spec)
+
+
+def load_actor(spec: str, gradient_checkpointing: bool = False) -> nn.Module:
+    model = AutoModelForCausalLM.from_pretrained(model_folder(spec), dtype=torch.float32)
+    _disable_dropout(model)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    return model
+
+
+def load_reference(spec: str) -> nn.Module:
+    model = AutoModelForCausalLM.from_pretrained(model_folder(spec), dtype=torch.float32)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def load_critic(spec: str, gradient_checkpointing: bool = False, seed: int = 0) -> nn.Module:
+    folder = model_folder(spec)
+    config = AutoConfig.from_pretrained(folder, num_labels=1)
+    # The head is freshly initialised: seed it so every rank (and a rerun) agrees.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = AutoModelForTokenClassification.from_pretrained(folder, config=config, dtype=torch.float32)
+    _disable_dropout(model)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def _disable_dropout(model: nn.Module) -> None:
+    # RL needs log π(y) of the same function at sampling and training time.
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
+def token_logprobs(model: nn.Module, batch: SequenceBatch, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """log π(target_j | prefix) and (optionally) the entropy at each target position.
+
+    Shape: (B, T) each, float32.
+    """
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+    logprobs = logprobs_from_logits(logits, batch.targets)
+    entropy = entropy_from_logits(logits) if with_entropy else None
+    return logprobs, entropy
+
+
+def token_values(critic: nn.Module, batch: SequenceBatch) -> Tensor:
+    """V(s_j), the critic's value of the state before target j. Shape: (B, T), float32."""
+    scores = critic(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    return scores[:, :-1, 0].float()

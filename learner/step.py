@@ -1,0 +1,351 @@
+"""One learner step: score the batch, compute advantages, update actor and critic.
+
+Data parallelism: every rank holds the whole step's batch (it is small: token
+ids and scalars) but runs the models only on its shard of sequences. Scores
+(π_old and reference log-probabilities, entropies, values) are gathered so
+that every rank computes the same advantages over the whole batch — group
+statistics (GRPO) and batch normalisation (REINFORCE++) need all of it.
+
+Loss scale: each micro-batch's loss is aggregated with the *whole* mini-batch's
+token and sequence counts and multiplied by the world size, because DeepSpeed
+averages gradients over ranks; the summed gradient then equals that of the
+mini-batch loss computed at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from outrider.learner.algorithms import Algorithms
+from outrider.learner.algos import (
+    AdvantageInputs,
+    AdvantageOutputs,
+    AggregationInputs,
+    KLInputs,
+    PolicyLossInputs,
+    ValueLossInputs,
+    kl_loss_term,
+    kl_reward_penalty,
+    masked_mean,
+    ratio_metrics,
+    value_loss,
+)
+from outrider.learner.batch import SequenceBatch, plan_micro_batches
+from outrider.learner.models import token_logprobs, token_values
+
+
+@dataclass
+class Models:
+    actor: nn.Module
+    """The actor's DeepSpeed engine."""
+    reference: nn.Module | None = None
+    critic: nn.Module | None = None
+    """The critic's DeepSpeed engine."""
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    rank: int
+    world_size: int
+    token_budget: int
+    mini_batches: int
+    epochs: int
+    seed: int
+    step: int
+
+
+@dataclass
+class Scores:
+    """Whole-batch tensors computed before any update. Shape: (B, T)."""
+
+    old_logprobs: Tensor
+    entropy: Tensor
+    ref_logprobs: Tensor | None = None
+    values: Tensor | None = None
+
+
+class MetricSums:
+    """Metrics of one step across micro-batches and ranks: token-weighted means, and totals."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.weights: dict[str, float] = defaultdict(float)
+        self.totals: dict[str, float] = defaultdict(float)
+
+    def mean(self, metrics: dict[str, Tensor], weight: float, prefix: str = "") -> None:
+        for name, value in metrics.items():
+            self.sums[prefix + name] += float(value) * weight
+            self.weights[prefix + name] += weight
+
+    def total(self, name: str, value: float) -> None:
+        self.totals[name] += float(value)
+
+    def reduced(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(weighted means, totals) over all ranks; a collective call."""
+        mine = (dict(self.sums), dict(self.weights), dict(self.totals))
+        parts = [mine]
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            parts = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, mine)
+        sums: dict[str, float] = defaultdict(float)
+        weights: dict[str, float] = defaultdict(float)
+        totals: dict[str, float] = defaultdict(float)
+        for part_sums, part_weights, part_totals in parts:
+            for name, value in part_sums.items():
+                sums[name] += value
+                weights[name] += part_weights[name]
+            for name, value in part_totals.items():
+                totals[name] += value
+        means = {name: sums[name] / weights[name] for name in sorted(sums) if weights[name] > 0}
+        return means, dict(totals)
+
+
+def _generator(plan: StepPlan, *salt: int) -> torch.Generator:
+    digest = hashlib.sha256(repr((plan.seed, plan.step, plan.rank, *salt)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def split_mini_batches(batch: SequenceBatch, count: int) -> list[list[int]]:
+    """Whole groups in order, cut into `count` near-equal runs (a group never straddles two)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for row, group in enumerate(batch.group_index.tolist()):
+        groups[group].append(row)
+    ordered = [groups[g] for g in sorted(groups)]
+    count = min(count, len(ordered))
+    return [[row for group in ordered[i::count] for row in group] for i in range(count)]
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _micro(batch: SequenceBatch, rows: list[int], device: torch.device) -> tuple[SequenceBatch, bool]:
+    """The micro-batch of `rows`; an empty plan slot becomes a 1-sequence stand-in
+    whose loss is multiplied by 0 (ZeRO-3 needs every rank in every pass)."""
+    if rows:
+        return batch.select(rows).to(device), True
+    return batch.select([0]).to(device), False
+
+
+@torch.no_grad()
+def score(models: Models, algos: Algorithms, batch: SequenceBatch, plans: list, plan: StepPlan) -> Scores:
+    """π_old log-probs, entropies, reference log-probs and values for the whole batch."""
+    b, t = batch.mask.shape
+    wanted = {"old_logprobs", "entropy"}
+    if algos.uses_kl and models.reference is not None:
+        wanted.add("ref_logprobs")
+    if models.critic is not None:
+        wanted.add("values")
+    mine: dict[str, list[tuple[list[int], Tensor]]] = defaultdict(list)
+    device = _device(models.actor)
+    for rank_plans in plans:
+        for rows in rank_plans[plan.rank]:
+            mb, real = _micro(batch, rows, device)
+            logprobs, entropy = token_logprobs(models.actor, mb, with_entropy=True)
+            results = {"old_logprobs": logprobs, "entropy": entropy}
+            if "ref_logprobs" in wanted:
+                results["ref_logprobs"] = token_logprobs(models.reference, mb)[0]
+            if "values" in wanted:
+                results["values"] = token_values(models.critic, mb)
+            if real:
+                for name, value in results.items():
+                    mine[name].append((rows, value.float().cpu()))
+    gathered = [dict(mine)]
+    if plan.world_size > 1:
+        gathered = [None] * plan.world_size
+        dist.all_gather_object(gathered, dict(mine))
+    full = {name: torch.zeros(b, t) for name in wanted}
+    for part in gathered:
+        for name, pieces in part.items():
+            for rows, value in pieces:
+                full[name][rows, : value.shape[1]] = value
+    mask = batch.mask
+    return Scores(
+        old_logprobs=full["old_logprobs"] * mask,
+        entropy=full["entropy"] * mask,
+        ref_logprobs=full["ref_logprobs"] * mask if "ref_logprobs" in full else None,
+        values=full["values"] * mask if "values" in full else None,
+    )
+
+
+def advantages(
+    algos: Algorithms, batch: SequenceBatch, scores: Scores, kl_coef: float
+) -> tuple[AdvantageOutputs, dict[str, float]]:
+    """Advantages and returns over the whole batch (identical on every rank)."""
+    # Dense rewards only when there are any: estimators defined on outcome
+    # rewards alone (objective_weights) refuse token rewards.
+    token_rewards = batch.token_rewards if bool(batch.step_mask.any()) else None
+    metrics: dict[str, float] = {}
+    if scores.ref_logprobs is not None:
+        kl = algos.kl_estimator(KLInputs(logprobs=scores.old_logprobs, ref_logprobs=scores.ref_logprobs))
+        metrics["kl_ref"] = float(masked_mean(kl, batch.mask))
+        if algos.kl_placement.in_reward:
+            penalty = kl_reward_penalty(kl, kl_coef, algos.kl_placement) * batch.mask
+            token_rewards = penalty if token_rewards is None else token_rewards + penalty
+    inputs = AdvantageInputs(
+        rewards=batch.rewards,
+        mask=batch.mask,
+        group_index=batch.group_index,
+        values=scores.values,
+        token_rewards=token_rewards,
+        step_mask=batch.step_mask,
+    )
+    out = algos.advantage(inputs)
+    policy = batch.mask.bool()
+    if policy.any():
+        values = out.advantages[policy]
+        metrics |= {
+            "advantage_mean": float(values.mean()),
+            "advantage_std": float(values.std(unbiased=False)),
+            "advantage_min": float(values.min()),
+            "advantage_max": float(values.max()),
+        }
+    return out, metrics
+
+
+def _counts(batch: SequenceBatch, rows: list[int]) -> tuple[float, float, float]:
+    """Tokens, sequences and padded target length of the mini-batch `rows`."""
+    mask = batch.mask[rows]
+    length = float(batch.lengths[rows].max()) - 1
+    return float(mask.sum().clamp(min=1)), float(mask.bool().any(-1).sum().clamp(min=1)), length
+
+
+def update_actor(
+    models: Models,
+    algos: Algorithms,
+    batch: SequenceBatch,
+    scores: Scores,
+    adv: AdvantageOutputs,
+    rows: list[int],
+    rank_plan: list[list[int]],
+    kl_coef: float,
+    plan: StepPlan,
+    epoch: int,
+    salt: int,
+    metrics: MetricSums,
+) -> None:
+    """Backward over this rank's micro-batches of one mini-batch, then one optimizer step."""
+    actor = models.actor
+    device = _device(actor)
+    num_tokens, num_sequences, max_length = _counts(batch, rows)
+    for index, micro_rows in enumerate(rank_plan):
+        mb, real = _micro(batch, micro_rows, device)
+        take = micro_rows or [0]
+        t = mb.mask.shape[1]
+
+        def part(tensor: Tensor) -> Tensor:
+            return tensor[take, :t].to(device)
+
+        logprobs, entropy = token_logprobs(actor, mb, with_entropy=algos.entropy_coef > 0)
+        inputs = PolicyLossInputs(
+            logprobs=logprobs,
+            old_logprobs=part(scores.old_logprobs),
+            advantages=part(adv.advantages),
+            mask=mb.mask,
+            entropy=entropy if entropy is not None else part(scores.entropy),
+            rollout_logprobs=mb.rollout_logprobs,
+            generator=_generator(plan, salt, index),
+        )
+        mb_metrics: dict[str, Tensor] = {}
+        for transform in algos.transforms:
+            transformed = transform(inputs)
+            inputs = transformed.inputs
+            mb_metrics |= transformed.metrics
+        out = algos.policy_loss(inputs)
+        token_loss = out.loss
+        mb_metrics |= out.metrics
+        if algos.kl_placement.in_loss and scores.ref_logprobs is not None:
+            kl = algos.kl_estimator(
+                KLInputs(logprobs=logprobs, ref_logprobs=part(scores.ref_logprobs), sampling_logprobs=inputs.old_logprobs)
+            )
+            token_loss = token_loss + kl_loss_term(kl, kl_coef, algos.kl_placement) * mb.mask
+            mb_metrics["kl_loss"] = masked_mean(kl.detach(), mb.mask)
+        if algos.entropy_coef > 0:
+            token_loss = token_loss - algos.entropy_coef * entropy * mb.mask
+        aggregate = AggregationInputs(
+            token_loss, inputs.mask, num_tokens=num_tokens, num_sequences=num_sequences, max_length=max_length
+        )
+        loss = algos.aggregation(aggregate) * plan.world_size
+        if not real:
+            loss = loss * 0.0
+        actor.backward(loss, scale_wrt_gas=False)
+        if real:
+            with torch.no_grad():
+                mb_metrics |= ratio_metrics(logprobs.detach() - inputs.old_logprobs, mb.mask)
+                mb_metrics["entropy"] = masked_mean(part(scores.entropy), mb.mask)
+            # `loss` is this rank's share times the world size; the shares add up to the mini-batch loss.
+            metrics.total("actor/loss", loss.detach() / plan.world_size)
+            metrics.total(f"actor/loss_epoch{epoch}", loss.detach() / plan.world_size)
+            metrics.mean(mb_metrics, float(mb.mask.sum()), "actor/")
+    actor.step()
+
+
+def update_critic(
+    models: Models,
+    algos: Algorithms,
+    batch: SequenceBatch,
+    scores: Scores,
+    adv: AdvantageOutputs,
+    rows: list[int],
+    rank_plan: list[list[int]],
+    plan: StepPlan,
+    metrics: MetricSums,
+) -> None:
+    critic = models.critic
+    device = _device(critic)
+    num_tokens, _, _ = _counts(batch, rows)
+    for micro_rows in rank_plan:
+        mb, real = _micro(batch, micro_rows, device)
+        take = micro_rows or [0]
+        t = mb.mask.shape[1]
+        values = token_values(critic, mb)
+        inputs = ValueLossInputs(
+            values=values,
+            old_values=scores.values[take, :t].to(device),
+            returns=adv.returns[take, :t].to(device),
+            mask=mb.mask,
+        )
+        out = value_loss(inputs, algos.value_loss)
+        loss = out.loss.sum() / num_tokens * plan.world_size
+        if not real:
+            loss = loss * 0.0
+        critic.backward(loss, scale_wrt_gas=False)
+        if real:
+            metrics.total("critic/loss", loss.detach() / plan.world_size)
+            metrics.mean(out.metrics, float(mb.mask.sum()), "critic/")
+    critic.step()
+
+
+def learner_step(models: Models, algos: Algorithms, batch: SequenceBatch, kl_coef: float, plan: StepPlan) -> dict[str, float]:
+    """Run one learner step on `batch` (every rank passes the same batch); return metrics."""
+    lengths = batch.lengths.tolist()
+    mini = split_mini_batches(batch, plan.mini_batches)
+    plans = [plan_micro_batches(rows, lengths, plan.world_size, plan.token_budget) for rows in mini]
+    scores = score(models, algos, batch, plans, plan)
+    adv, adv_metrics = advantages(algos, batch, scores, kl_coef)
+    sums = MetricSums()
+    for epoch in range(plan.epochs):
+        for m, (rows, rank_plans) in enumerate(zip(mini, plans)):
+            salt = epoch * len(mini) + m
+            update_actor(models, algos, batch, scores, adv, rows, rank_plans[plan.rank], kl_coef, plan, epoch, salt, sums)
+            if models.critic is not None:
+                update_critic(models, algos, batch, scores, adv, rows, rank_plans[plan.rank], plan, sums)
+    metrics, totals = sums.reduced()
+    # Each optimizer step's loss is a total over micro-batches and ranks; report their mean.
+    optimizer_steps = plan.epochs * len(mini)
+    for name, value in totals.items():
+        # Per-epoch losses average over that epoch's mini-batches only.
+        metrics[name] = value / (len(mini) if "_epoch" in name else optimizer_steps)
+    metrics |= adv_metrics
+    grad_norm = models.actor.get_global_grad_norm()
+    if grad_norm is not None:
+        metrics["actor/grad_norm"] = float(grad_norm)
+    metrics["entropy"] = float(masked_mean(scores.entropy, batch.mask))
+    return metrics
+

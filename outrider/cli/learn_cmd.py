@@ -1,0 +1,65 @@
+"""`outrider learn CONFIG`: launch the DeepSpeed learner with torchrun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from outrider.config import ConfigError, RunConfig, load_config
+
+
+def torchrun_command(
+    config: Path,
+    nproc_per_node: int,
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+) -> list[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}"]
+    if nnodes > 1:
+        if not rdzv_endpoint:
+            raise ValueError("--rdzv-endpoint is required with --nnodes > 1")
+        command += [f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}"]
+    else:
+        # A private rendezvous on a free port: several learners may share a machine.
+        command += ["--standalone"]
+    command += ["-m", "outrider.learner.main", str(config)]
+    if resume:
+        command.append("--resume")
+    if max_steps is not None:
+        command += ["--max-steps", str(max_steps)]
+    return command
+
+
+def learn(
+    config: Path = typer.Argument(..., help="run config (YAML) with the learner section"),
+    resume: bool = typer.Option(False, help="continue from the run's last checkpoint"),
+    nproc_per_node: int | None = typer.Option(None, "--nproc-per-node", help="ranks on this node (default: learner.ranks)"),
+    nnodes: int = typer.Option(1, help="nodes taking part (multi-node needs --rdzv-endpoint)"),
+    rdzv_endpoint: str | None = typer.Option(None, help="host:port of the rendezvous (node 0)"),
+    max_steps: int | None = typer.Option(None, help="override learner.max_steps"),
+) -> None:
+    """Train from the trajectory bus with DeepSpeed (gloo on CPU, NCCL on GPU)."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    if not isinstance(cfg, RunConfig):
+        typer.secho(f"error: {config}: kind is {cfg.kind!r}; `learn` needs a run config", fg="red", err=True)
+        raise typer.Exit(1)
+    if not cfg.redis.url:
+        typer.secho(f"error: {config}: redis.url: the learner needs the Redis its rollout workers write to", fg="red", err=True)
+        raise typer.Exit(1)
+    try:
+        command = torchrun_command(config, nproc_per_node or cfg.learner.ranks, nnodes, rdzv_endpoint, resume, max_steps)
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    raise typer.Exit(subprocess.call(command, env=env))

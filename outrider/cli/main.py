@@ -1,0 +1,38 @@
+"""The `outrider` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from outrider.cli import config_cmd, curriculum_cmd, env_cmd, learn_cmd, policy_cmd, reward_cmd, stack_cmd, train_cmd
+
+app = typer.Typer(
+    name="outrider",
+    help="Outrider: multi-turn agentic RL for language models, as services.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(env_cmd.app, name="env")
+app.add_typer(curriculum_cmd.app, name="curriculum")
+app.add_typer(reward_cmd.app, name="reward")
+app.add_typer(policy_cmd.app, name="policy")
+app.add_typer(policy_cmd.models_app, name="models")
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(stack_cmd.serve)
+app.command()(stack_cmd.up)
+app.command()(learn_cmd.learn)
+app.command()(train_cmd.train)
+app.command()(train_cmd.worker)
+app.command()(train_cmd.report)
+app.command()(train_cmd.demo)
+
+
+def main() -> None:
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`outrider serve SERVICE` and `outrider up`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+import typer
+
+from outrider.config import ConfigError, LogConfig, RunConfig, load_config
+from outrider.serving.logs import configure_logging
+from outrider.services import SERVICE_MAIN_MODULES, available_services, service_main
+from outrider.stack import LocalStack, StackError
+
+
+def serve(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., help=f"one of: {', '.join(SERVICE_MAIN_MODULES)}"),
+) -> None:
+    """Run one service in the foreground (extra options: --config FILE, --port N, --host H)."""
+    if service not in SERVICE_MAIN_MODULES:
+        typer.secho(f"error: unknown service {service!r}; valid: {', '.join(SERVICE_MAIN_MODULES)}", fg="red", err=True)
+        raise typer.Exit(2)
+    if service not in available_services():
+        typer.secho(f"error: the {service} service is not part of this installation", fg="red", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(service_main(service)(ctx.args))
+
+
+def load_run_config(config: Path | None) -> RunConfig:
+    if config is None:
+        return RunConfig()
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    if not isinstance(loaded, RunConfig):
+        typer.secho(f"error: {config}: kind is {loaded.kind!r}; `up` needs a run config", fg="red", err=True)
+        raise typer.Exit(1)
+    return loaded
+
+
+def up(
+    config: Path | None = typer.Argument(None, help="run config (YAML); defaults to the built-in local stack"),
+    run_dir: Path | None = typer.Option(None, help="where service configs and logs go (default: <output_dir>/<name>)"),
+) -> None:
+    """Start the local stack, wait until every service is SERVING, print addresses; Ctrl-C stops it."""
+    cfg = load_run_config(config)
+    configure_logging(LogConfig(), "up")
+    run_dir = run_dir or Path(cfg.output_dir) / cfg.name
+    stack = LocalStack(cfg, run_dir)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        typer.echo("starting the local stack ...")
+        stack.start()
+        typer.echo(f"redis      {stack.redis.url}{' (embedded)' if stack.redis.embedded else ''}")
+        for name, service in stack.services.items():
+            metrics = f"  metrics http://127.0.0.1:{service.metrics_port}/metrics" if service.metrics_port else ""
+            http = f"  OpenAI API http://127.0.0.1:{service.http_port}/v1" if service.http_port else ""
+            typer.echo(f"{name:<10} {service.address}  SERVING{metrics}{http}")
+        typer.echo(f"logs in {run_dir / 'stack'}; press Ctrl-C to stop")
+        while not stopping:
+            stack.check()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    except StackError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        typer.echo("stopping ...")
+        stack.stop()
+        logging.getLogger(__name__).info("stack stopped")
+    typer.echo("stopped")

@@ -1,0 +1,109 @@
+"""`outrider train`, `outrider worker`, `outrider report`, `outrider demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from outrider.config import ConfigError, LogConfig, RunConfig, load_config
+from outrider.serving.logs import configure_logging
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = REPO_ROOT / "examples" / "demo.yaml"
+
+
+def _load_run(config: Path) -> RunConfig:
+    from outrider.train.preflight import preflight
+
+    try:
+        run = load_config(config)
+        if not isinstance(run, RunConfig):
+            raise ConfigError(str(config), [("kind", f"is {run.kind!r}; training needs a run config")])
+        preflight(run, str(config))
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    return run
+
+
+def _print_summary(summary: dict) -> None:
+    ledger = summary["ledger"]
+    typer.echo(
+        f"\nledger: {ledger['produced']} groups produced, {ledger['trained']} trained "
+        f"({ledger['trained_twice']} twice), {ledger['dead_lettered']} dead-lettered, "
+        f"{ledger['queued']} left queued, {ledger['lost']} lost"
+    )
+    for label in ("before", "after"):
+        result = summary.get(label)
+        if result:
+            typer.echo(
+                f"held-out {label:<6} pass@1 {result['pass_at_k']['1']:.3f}   "
+                f"first-try pass@1 {result['first_try_pass_at_k']['1']:.3f}   "
+                f"pass@{result['samples']} {result['pass_at_k'][str(result['samples'])]:.3f}"
+            )
+
+
+def train(
+    config: Path = typer.Argument(..., help="run config (YAML)"),
+    resume: bool = typer.Option(False, help="continue the run from its last checkpoint"),
+    restarts: int = typer.Option(3, help="restarts allowed per rollout worker and for the learner"),
+    report: bool = typer.Option(True, help="render the HTML report at the end"),
+) -> None:
+    """Train an agent: services, rollout workers and learner, with live progress."""
+    run = _load_run(config)
+    configure_logging(LogConfig(level="warning"), "train")
+    from outrider.stack import StackError
+    from outrider.train.runner import TrainError, TrainRun
+
+    try:
+        summary = TrainRun(run, resume=resume, restarts=restarts).execute()
+    except (StackError, TrainError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    _print_summary(summary)
+    if report:
+        from outrider.train.report import render_report
+
+        typer.echo(f"report: {render_report(Path(summary['run_dir']))}")
+
+
+def worker(
+    config: Path = typer.Argument(..., help="run config (YAML) with the services' addresses"),
+    concurrency: int = typer.Option(1, help="rollout processes in this worker"),
+) -> None:
+    """Run a Celery rollout worker (cluster mode; `outrider train` starts its own locally)."""
+    run = _load_run(config)
+    if not run.redis.url or not run.stack.addresses:
+        typer.secho(f"error: {config}: a worker needs redis.url and stack.addresses", fg="red", err=True)
+        raise typer.Exit(1)
+    from outrider.rollout.worker import QUEUE
+
+    os.environ["OUTRIDER_RUN_CONFIG"] = str(config)
+    command = [sys.executable, "-m", "celery", "-A", "outrider.rollout.worker", "worker",
+               "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE}", "--loglevel=INFO"]
+    os.execv(sys.executable, command)
+
+
+def report(run_dir: Path = typer.Argument(..., help="a run folder (with metrics.jsonl)")) -> None:
+    """Render a run's curves (PNG) and summary into RUN_DIR/report/index.html."""
+    from outrider.train.report import render_report
+
+    try:
+        index = render_report(run_dir)
+    except FileNotFoundError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str(index))
+
+
+def demo(
+    config: Path = typer.Option(DEMO_CONFIG, help="the demo's run config"),
+    resume: bool = typer.Option(False, help="continue an interrupted demo"),
+) -> None:
+    """The main job: train SmolLM2-135M-Instruct on multi-turn math, then report."""
+    typer.echo(f"Outrider demo: {config}")
+    train(config, resume=resume, restarts=3, report=True)

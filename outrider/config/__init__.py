@@ -1,0 +1,79 @@
+"""Outrider's configuration: pydantic models loaded from YAML.
+
+Light on purpose (no ML imports): services, CLI and tests import it freely.
+A YAML file names its model with a top-level `kind` (`run` when absent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from outrider.config.base import ConfigError, ConfigModel, dump_yaml, load_model, parse_model, read_yaml
+from outrider.config.common import BusConfig, LogConfig, RedisConfig, ServerConfig
+from outrider.config.curriculum import CurriculumServiceConfig
+from outrider.config.env import EnvServiceConfig
+from outrider.config.policy import PolicyServiceConfig
+from outrider.config.reward import RewardServiceConfig
+from outrider.config.run import SERVICE_NAMES, RunConfig, StackConfig
+
+CONFIG_KINDS: dict[str, type[ConfigModel]] = {
+    "run": RunConfig,
+    "policy": PolicyServiceConfig,
+    "env": EnvServiceConfig,
+    "reward": RewardServiceConfig,
+    "curriculum": CurriculumServiceConfig,
+}
+
+SERVICE_CONFIGS: dict[str, type[ConfigModel]] = {name: CONFIG_KINDS[name] for name in SERVICE_NAMES}
+
+
+def parse_config(data, source: str = "<config>") -> ConfigModel:
+    """Validate parsed YAML as the model its `kind` names."""
+    kind = data.get("kind", "run") if isinstance(data, dict) else "run"
+    model = CONFIG_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ConfigError(source, [("kind", f"unknown kind {kind!r}; valid kinds: {', '.join(CONFIG_KINDS)}")])
+    return parse_model(model, data, source)
+
+
+def load_config(path: str | Path) -> ConfigModel:
+    """Load any Outrider config file (run or service config)."""
+    return parse_config(read_yaml(path), str(path))
+
+
+def load_service_config(service: str, path: str | Path | None):
+    """The config of one service, from its own file or from a run config's section."""
+    if service not in SERVICE_CONFIGS:
+        raise ConfigError(str(path), [("service", f"unknown service {service!r}; valid: {', '.join(SERVICE_CONFIGS)}")])
+    if path is None:
+        return SERVICE_CONFIGS[service]()
+    config = load_config(path)
+    if isinstance(config, RunConfig):
+        return getattr(config, service)
+    if config.kind != service:
+        raise ConfigError(str(path), [("kind", f"is {config.kind!r}, but the {service} service needs {service!r} or 'run'")])
+    return config
+
+
+__all__ = [
+    "BusConfig",
+    "CONFIG_KINDS",
+    "ConfigError",
+    "ConfigModel",
+    "CurriculumServiceConfig",
+    "EnvServiceConfig",
+    "LogConfig",
+    "PolicyServiceConfig",
+    "RedisConfig",
+    "RewardServiceConfig",
+    "RunConfig",
+    "SERVICE_CONFIGS",
+    "SERVICE_NAMES",
+    "ServerConfig",
+    "StackConfig",
+    "dump_yaml",
+    "load_config",
+    "load_model",
+    "load_service_config",
+    "parse_config",
+]

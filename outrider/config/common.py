@@ -1,0 +1,72 @@
+"""Config pieces shared by every service: serving, logging, Redis, the bus."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from outrider.config.base import ConfigModel
+
+
+class LogConfig(ConfigModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest log level that is written."""
+    format: Literal["text", "json"] = "text"
+    """`json` writes one JSON object per line (for log collectors); `text` is for people."""
+
+
+class ServerConfig(ConfigModel):
+    host: str = "127.0.0.1"
+    """Interface the gRPC server binds to; `0.0.0.0` in a container."""
+    port: int = Field(0, ge=0, le=65535)
+    """gRPC port; 0 picks a free port (the chosen one is logged and printed)."""
+    metrics_port: int | None = Field(0, ge=0, le=65535)
+    """Port of the Prometheus `/metrics` endpoint; 0 picks a free port, null disables it."""
+    grace_s: float = Field(5.0, ge=0, le=600)
+    """On SIGTERM/SIGINT, in-flight calls get this many seconds to finish."""
+    max_concurrent_rpcs: int | None = Field(None, ge=1)
+    """Calls beyond this many at once are refused with RESOURCE_EXHAUSTED; null: unbounded."""
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Largest gRPC message accepted or sent, in bytes."""
+    log: LogConfig = LogConfig()
+    """Logging of this process."""
+
+
+class EmbeddedRedisConfig(ConfigModel):
+    persistence: bool = False
+    """Write an append-only file (fsync on every write) so a restarted server keeps its data."""
+    data_dir: str | None = None
+    """Folder for the server's files; null: a temporary folder removed on exit."""
+    port: int = Field(0, ge=0, le=65535)
+    """Loopback port; 0 picks a free one."""
+
+
+class RedisConfig(ConfigModel):
+    url: str | None = None
+    """Redis URL (`redis://host:port/db`). Null starts an embedded Valkey server on loopback."""
+    embedded: EmbeddedRedisConfig = EmbeddedRedisConfig()
+    """Settings of the embedded server (used only when `url` is null)."""
+    socket_timeout_s: float = Field(30.0, gt=0)
+    """Timeout of one Redis command, seconds (blocking reads add their own block time)."""
+
+
+class BusConfig(ConfigModel):
+    prefix: str = Field("outrider", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """Key prefix of every key the bus owns; give each run its own to keep runs apart."""
+    consumer_group: str = Field("learner", min_length=1)
+    """Redis consumer group the learner reads through."""
+    max_len: int = Field(1024, ge=1)
+    """Backpressure bound: producers wait while this many groups are queued or unacknowledged."""
+    block_ms: int = Field(1000, ge=0)
+    """How long one receive waits for new groups, milliseconds."""
+    claim_idle_ms: int = Field(60_000, ge=100)
+    """Groups pending this long with a silent consumer are reclaimed by a live one (ms).
+    Longer than the longest learner step, or a slow consumer's lease expires."""
+    send_timeout_s: float | None = Field(None, gt=0)
+    """Give up a send after this long (backpressure or Redis down); null waits forever."""
+    retry_backoff_s: float = Field(0.2, gt=0, le=60)
+    """First wait before retrying a send after a connection error; doubles up to 5 s."""
+    max_deliveries: int = Field(5, ge=1)
+    """A group reclaimed this many times without a commit goes to the dead-letter stream
+    (it is probably what kills the consumer)."""

@@ -1,0 +1,95 @@
+"""Config of the environment service (registered environments, sessions, sandbox)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from outrider.config.base import ConfigModel
+from outrider.config.common import ServerConfig
+
+BuiltinEnvName = Literal["math", "code", "python-tool", "guess-number"]
+BUILTIN_ENV_NAMES: tuple[str, ...] = ("math", "code", "python-tool", "guess-number")
+SandboxBackendName = Literal["auto", "bwrap", "gvisor", "docker", "subprocess"]
+
+KIB = 1024
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+class SandboxLimitsConfig(ConfigModel):
+    """Default limits of one sandboxed run (an EnvSpec's non-zero `sandbox` limits override them)."""
+
+    wall_time_s: float = Field(10.0, gt=0, le=3600)
+    """Wall-clock limit, seconds; the whole sandbox is killed when it is reached."""
+    cpu_time_s: float = Field(10.0, gt=0, le=3600)
+    """CPU-time limit of each process (RLIMIT_CPU; gVisor: measured from the host), seconds."""
+    memory_bytes: int = Field(512 * MIB, ge=16 * MIB, le=256 * GIB)
+    """Address-space limit of each process (RLIMIT_AS), bytes."""
+    max_processes: int = Field(32, ge=1, le=4096)
+    """Most processes and threads the program may have at once (RLIMIT_NPROC of its own user)."""
+    max_output_bytes: int = Field(64 * KIB, ge=KIB, le=64 * MIB)
+    """stdout and stderr are each kept up to this many bytes; more output stops the program."""
+    max_file_bytes: int = Field(16 * MIB, ge=KIB, le=16 * GIB)
+    """Largest file the program may write (RLIMIT_FSIZE), bytes."""
+
+
+class SandboxConfig(ConfigModel):
+    """Where code that environments (and verifiers) run is executed."""
+
+    backend: SandboxBackendName = "auto"
+    """`auto` picks bwrap, else gvisor; `subprocess` (no isolation) only when named explicitly."""
+    limits: SandboxLimitsConfig = SandboxLimitsConfig()
+    """Default limits of every run."""
+    python: str | None = None
+    """Interpreter used inside the sandbox for `python3`; null: /usr/bin/python3 (or /usr/local/bin/python3)."""
+    ro_binds: list[str] = Field(default_factory=list)
+    """Extra host folders mounted read-only at the same path (e.g. an interpreter outside /usr)."""
+    workspace_root: str | None = None
+    """Host folder under which each run gets a fresh private workspace; null: the system temp folder."""
+    tmp_bytes: int = Field(64 * MIB, ge=MIB, le=16 * GIB)
+    """Size of the sandbox's private in-memory /tmp (bwrap, gvisor, docker), bytes."""
+    workspace_bytes: int = Field(64 * MIB, ge=MIB, le=16 * GIB)
+    """Size of a bwrap run's in-memory workspace /work (program files + what it writes), bytes."""
+    uid_base: int = Field(1_000_000, ge=1000, le=2**31 - 2**17)
+    """When the service runs as root, each concurrent run gets its own host uid from
+    [uid_base, uid_base + 65536) so process limits and files of runs never mix."""
+    docker_image: str = Field("python:3.11-slim", min_length=1)
+    """Image of the docker backend (must contain python3)."""
+    max_concurrent_runs: int = Field(8, ge=1, le=1024)
+    """Runs executing at once through `arun`; more wait their turn."""
+
+
+class EnvServiceConfig(ConfigModel):
+    kind: Literal["env"] = "env"
+    """Config kind marker (lets `outrider config validate` pick the model)."""
+    server: ServerConfig = ServerConfig()
+    """gRPC server settings."""
+    builtin_envs: list[BuiltinEnvName] = Field(default_factory=lambda: list(BUILTIN_ENV_NAMES))
+    """Built-in environments registered at start."""
+    builtin_params: dict[BuiltinEnvName, dict[str, str]] = Field(default_factory=dict)
+    """Constructor parameters of built-in environments (EnvSpec.params), e.g. `{math: {difficulty: "0"}}`."""
+    spec_files: list[str] = Field(default_factory=list)
+    """EnvSpec YAML files registered at start (see examples/envs/)."""
+    session_ttl_s: float = Field(600.0, ge=1, le=86_400)
+    """A session idle this long is closed and its resources freed, seconds."""
+    max_sessions: int = Field(1024, ge=1, le=1_000_000)
+    """Open sessions at most; CreateSession beyond that answers RESOURCE_EXHAUSTED."""
+    max_action_bytes: int = Field(64 * KIB, ge=16, le=16 * MIB)
+    """Largest accepted action text (UTF-8 bytes); larger ones answer INVALID_ARGUMENT."""
+    cleanup_interval_s: float = Field(5.0, gt=0, le=3600)
+    """How often expired sessions are looked for, seconds."""
+    list_tasks_page_size: int = Field(100, ge=1, le=100_000)
+    """Tasks returned by ListTasks when the request's limit is 0."""
+    remote_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """Deadline of a call proxied to a remote environment whose spec gives none, seconds."""
+    sandbox: SandboxConfig = SandboxConfig()
+    """The sandbox of code-running environments."""
+
+    @field_validator("builtin_envs")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("lists an environment twice")
+        return names

@@ -1,0 +1,227 @@
+"""Config of the learner: DeepSpeed engine, models, algorithm, checkpoints, weight sync.
+
+Algorithm names and their parameters are checked against the catalog of the
+learner's registries (`algorithms.json`) at load time, without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from outrider.config.algorithm_catalog import check_params, names, requires
+from outrider.config.base import ConfigModel
+
+
+class Algorithm(ConfigModel):
+    """A registered algorithm and its hyper-parameters (see docs/algorithms.md)."""
+
+    name: str
+    """Registered name, e.g. `grpo`, `ppo_clip`, `token_mean`."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Hyper-parameters of that algorithm; unset ones keep their documented defaults."""
+
+
+def _checked(kind: str, value: Algorithm) -> Algorithm:
+    check_params(kind, value.name, value.params)
+    return value
+
+
+class KLConfig(ConfigModel):
+    estimator: Algorithm = Algorithm(name="k3")
+    """KL estimator (`k1`, `k2`, `k3`, `k3_is`) between the policy and the reference model."""
+    placement: Literal["none", "reward", "loss"] = "none"
+    """`reward`: subtract coef·KL from per-token rewards; `loss`: add coef·KL to the loss;
+    `none`: no KL (the reference model is then not needed)."""
+    controller: Algorithm = Algorithm(name="fixed", params={"kl_coef": 0.001})
+    """How the KL coefficient evolves: `fixed`, or `adaptive` (Ziegler et al.) toward a target KL."""
+
+    @field_validator("estimator", "controller")
+    @classmethod
+    def _registered(cls, value: Algorithm, info: ValidationInfo) -> Algorithm:
+        return _checked("kl_estimator" if info.field_name == "estimator" else "kl_controller", value)
+
+
+# Config field -> registry kind of the algorithms it names.
+_KINDS = {"advantage": "advantage", "policy_loss": "policy_loss", "aggregation": "aggregation", "transforms": "loss_transform"}
+
+
+class AlgorithmConfig(ConfigModel):
+    advantage: Algorithm = Algorithm(name="grpo")
+    """Advantage estimator (`grpo`, `dr_grpo`, `rloo`, `gae`, `reinforce_pp`, `opo`, ...)."""
+    policy_loss: Algorithm = Algorithm(name="ppo_clip")
+    """Policy loss (`ppo_clip`, `dual_clip`, `clip_higher`, `gspo`, `cispo`, `clip_cov`, `kl_cov`, `pg`)."""
+    transforms: list[Algorithm] = Field(default_factory=list)
+    """Loss transforms applied in order before the loss (`tis_token`, `entropy_advantage`,
+    `forking_tokens`, `psr_only`, `offpolicy_sequence_mask`, ...)."""
+    aggregation: Algorithm = Algorithm(name="token_mean")
+    """How per-token losses become one number (`token_mean`, `seq_mean_token_mean`, ...)."""
+    kl: KLConfig = KLConfig()
+    """KL regularisation toward the reference model."""
+    entropy_coef: float = Field(0.0, ge=0.0, le=1.0)
+    """Entropy bonus: the loss subtracts entropy_coef · mean token entropy."""
+    epochs: int = Field(1, ge=1, le=16)
+    """Passes over each step's data."""
+    mini_batches: int = Field(1, ge=1, le=64)
+    """Optimizer steps per pass (the step's sequences split into this many mini-batches)."""
+    dynamic_sampling: bool = False
+    """Drop groups whose rewards are all equal (they carry no group-relative signal)."""
+    value_clip: float | None = Field(0.2, gt=0.0)
+    """Critic: clip the value update to ±value_clip around the old value (null: no clipping)."""
+
+    @field_validator("advantage", "policy_loss", "aggregation", "transforms")
+    @classmethod
+    def _registered(cls, value: Algorithm | list[Algorithm], info: ValidationInfo) -> Algorithm | list[Algorithm]:
+        kind = _KINDS[info.field_name]
+        if isinstance(value, list):
+            return [_checked(kind, item) for item in value]
+        return _checked(kind, value)
+
+    def needs(self) -> set[str]:
+        """Optional inputs the configured algorithms cannot run without (e.g. `values`)."""
+        needed = set(requires("advantage", self.advantage.name)) | set(requires("policy_loss", self.policy_loss.name))
+        for transform in self.transforms:
+            needed |= set(requires("loss_transform", transform.name))
+        return needed
+
+
+class OptimizerConfig(ConfigModel):
+    lr: float = Field(1e-6, gt=0.0, le=1.0)
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    """Decoupled weight decay."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    eps: float = Field(1e-8, gt=0.0)
+    """AdamW epsilon."""
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    """Clip the global gradient norm to this value (null: no clipping)."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warm-up from 0 to `lr` over this many optimizer steps."""
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= beta < 1.0 for beta in value):
+            raise ValueError(f"betas must lie in [0, 1), got {value}")
+        return value
+
+
+class EngineConfig(ConfigModel):
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    """DeepSpeed ZeRO stage: 0 replicates everything, 1 shards optimizer state,
+    2 also gradients, 3 also parameters."""
+    offload_optimizer: bool = False
+    """Keep optimizer state in CPU memory (ZeRO-Offload; stage >= 1; builds DeepSpeedCPUAdam once)."""
+    offload_params: bool = False
+    """Keep parameters in CPU memory between uses (stage 3 only)."""
+    dtype: Literal["fp32", "bf16"] = "fp32"
+    """Training precision; bf16 keeps fp32 master weights in the optimizer."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward: less memory, ~30% more compute."""
+    micro_batch_tokens: int = Field(4096, ge=16)
+    """Token budget of one forward/backward pass (padded sequences × length);
+    the step's sequences are packed into as many passes as needed."""
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """torch.distributed backend; auto: nccl with CUDA, gloo on CPU."""
+
+    @model_validator(mode="after")
+    def _offload_rules(self) -> EngineConfig:
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage >= 1")
+        return self
+
+
+class ReferenceConfig(ConfigModel):
+    model: str | None = None
+    """Reference model (frozen); null: the actor's initial weights."""
+
+
+class CriticConfig(ConfigModel):
+    enabled: bool = False
+    """Train a value critic (needed by `gae`)."""
+    model: str | None = None
+    """Backbone of the critic; null: the actor's model. A scalar head is added."""
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-5)
+    """The critic's own optimizer."""
+
+
+class WeightSyncConfig(ConfigModel):
+    every: int = Field(1, ge=1)
+    """Publish weights to the policy service every this many learner steps."""
+    mode: Literal["path", "stream", "none"] = "stream"
+    """`path`: export an HF folder (shared storage) and send its path; `stream`:
+    send tensors over gRPC; `none`: no sync (offline training)."""
+    address: str | None = None
+    """Policy service `host:port`; null: the run's policy service."""
+    timeout_s: float = Field(600.0, gt=0)
+    """Deadline of one UpdateWeights call."""
+
+
+class LearnerConfig(ConfigModel):
+    model: str = "smollm2-135m-instruct"
+    """Initial actor weights (the policy service's model): a built-in model name (`smollm2-135m-instruct`, `tiny-random`) or an HF folder."""
+    ranks: int = Field(1, ge=1, le=64)
+    """Data-parallel processes per node (GPUs per node; CPU processes on a CPU machine)."""
+    seed: int | None = Field(None, ge=0)
+    """Seed of the learner; null: the run's seed."""
+    engine: EngineConfig = EngineConfig()
+    """DeepSpeed engine of the actor (the critic uses the same settings)."""
+    optimizer: OptimizerConfig = OptimizerConfig()
+    """The actor's optimizer."""
+    reference: ReferenceConfig = ReferenceConfig()
+    """Frozen reference model for the KL term (loaded only when the KL placement is not `none`)."""
+    critic: CriticConfig = CriticConfig()
+    """Value critic for PPO/GAE."""
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    """Advantages, losses and KL, by registered name."""
+    groups_per_step: int = Field(8, ge=1)
+    """TrajectoryGroups per learner step."""
+    max_steps: int = Field(0, ge=0)
+    """Stop after this many learner steps (0: run until stopped)."""
+    max_policy_lag: int = Field(4, ge=0)
+    """A group sampled by weights more than this many versions old is stale."""
+    stale_groups: Literal["drop", "correct"] = "drop"
+    """Stale groups are dead-lettered (counted), or trained with the configured
+    truncated importance sampling transform."""
+    checkpoint_every: int = Field(1, ge=1)
+    """Save a checkpoint every this many steps. Groups are committed on the bus only
+    once a checkpoint holds their update, so a crash retrains nothing twice."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Checkpoints kept on disk (older ones are deleted)."""
+    export_hf_every: int | None = Field(None, ge=1)
+    """Also export an HF-format folder every this many steps (null: only at the end)."""
+    sync: WeightSyncConfig = WeightSyncConfig()
+    """Publishing new weights to the policy service."""
+    consumer_name: str = Field("learner", min_length=1)
+    """Name of the learner in the bus consumer group; keep it across restarts so
+    unfinished groups come back at once."""
+    receive_timeout_s: float = Field(0.0, ge=0)
+    """Give up waiting for a full step of groups after this long (0: wait forever)."""
+    metrics_port: int | None = Field(0, ge=0, le=65535)
+    """Prometheus endpoint of rank 0 (0: a free port; null: off)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files next to metrics.jsonl."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LearnerConfig:
+        needs = self.algorithm.needs()
+        if "values" in needs and not self.critic.enabled:
+            raise ValueError(
+                f"advantage {self.algorithm.advantage.name!r} needs a value critic: set learner.critic.enabled: true"
+            )
+        tis = {"tis_token", "tis_sequence"}
+        if self.stale_groups == "correct" and not tis & {t.name for t in self.algorithm.transforms}:
+            raise ValueError(
+                "stale_groups: correct needs a truncated importance sampling transform "
+                "(tis_token or tis_sequence) in algorithm.transforms"
+            )
+        return self
+
+
+def algorithm_names() -> dict[str, list[str]]:
+    """Valid names per algorithm kind (for docs and error messages)."""
+    return {kind: names(kind) for kind in ("advantage", "policy_loss", "loss_transform", "aggregation", "kl_estimator")}

@@ -1,0 +1,97 @@
+"""Config of the policy service (inference of the current policy)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from outrider.config.base import ConfigModel
+from outrider.config.common import ServerConfig
+
+
+class PolicyLimits(ConfigModel):
+    """Request limits; a request beyond one is refused with INVALID_ARGUMENT naming it."""
+
+    max_prompts: int = Field(64, ge=1, le=65536)
+    """Most prompts in one Generate/ScoreTokens/Tokenize request."""
+    max_n: int = Field(64, ge=1, le=4096)
+    """Most completions per prompt (`sampling.n`)."""
+    max_tokens: int = Field(4096, ge=1, le=1_048_576)
+    """Most new tokens a request may ask for per completion (`sampling.max_tokens`)."""
+    default_max_tokens: int = Field(256, ge=1, le=1_048_576)
+    """New tokens per completion when a request leaves `max_tokens` unset."""
+    max_context: int | None = Field(None, ge=2, le=1_048_576)
+    """Prompt plus completion tokens per sequence; null: the model's `max_position_embeddings`
+    (a larger value than that is a config error at start)."""
+    max_concurrent_requests: int = Field(256, ge=1, le=1_000_000)
+    """Generate/ScoreTokens calls (gRPC and HTTP together) admitted at once; the next one
+    gets RESOURCE_EXHAUSTED (HTTP 429) instead of queueing without bound."""
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> PolicyLimits:
+        if self.default_max_tokens > self.max_tokens:
+            raise ValueError(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens ({self.max_tokens})")
+        return self
+
+
+class VllmOptions(ConfigModel):
+    """Settings used only by the vLLM backend."""
+
+    cpu_kv_cache_gib: int = Field(2, ge=1, le=4096)
+    """On CPU: RAM reserved for the KV cache, whole GiB (sets `VLLM_CPU_KVCACHE_SPACE`;
+    vLLM's default share of RAM fails on small machines)."""
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    """On GPU: fraction of GPU memory vLLM may use for weights, activations and KV cache."""
+    max_num_seqs: int = Field(256, ge=1, le=65536)
+    """Sequences the engine schedules in one step (continuous batching width)."""
+    enforce_eager: bool = True
+    """Skip graph capture/compilation: starts faster (on CPU, compilation costs minutes);
+    set false on GPU for the fastest decoding."""
+    enable_prefix_caching: bool = True
+    """Reuse KV blocks of shared prompt prefixes (the cache is reset on every weights update)."""
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    """GPUs one replica shards the model over."""
+
+
+class HfOptions(ConfigModel):
+    """Settings used only by the HF transformers backend."""
+
+    max_batch_rows: int = Field(256, ge=1, le=65536)
+    """Most sequences (prompts x n, over all waiting requests) decoded together in one batch."""
+    score_batch_tokens: int = Field(16384, ge=1)
+    """Padded tokens per forward pass when scoring sequences (bounds activation memory)."""
+
+
+class PolicyServiceConfig(ConfigModel):
+    kind: Literal["policy"] = "policy"
+    """Config kind marker (lets `outrider config validate` pick the model)."""
+    server: ServerConfig = ServerConfig()
+    """gRPC server settings."""
+    model: str = Field("smollm2-135m-instruct", min_length=1)
+    """A built-in model (`smollm2-135m-instruct`, `tiny-random`) or a local HF model folder."""
+    served_model_name: str | None = Field(None, min_length=1, max_length=256)
+    """Name clients use in `model` fields (gRPC and OpenAI API); null: `model` itself."""
+    backend: Literal["auto", "vllm", "hf"] = "auto"
+    """Inference engine; `auto` is vLLM when it can be imported, else HF transformers."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights and activations dtype; `auto` takes the checkpoint's dtype (float16 is
+    served as bfloat16 on CPU, which has no fast float16 kernels)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` is cuda when a GPU is visible, else cpu."""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    """Seed of the engine's random state (requests without a seed draw from it)."""
+    limits: PolicyLimits = PolicyLimits()
+    """Request limits (prompts, n, tokens, context, concurrency)."""
+    http_port: int | None = Field(0, ge=0, le=65535)
+    """Port of the OpenAI-compatible HTTP API on the same interface; 0 picks a free port,
+    null turns it off."""
+    vllm: VllmOptions = VllmOptions()
+    """vLLM backend settings."""
+    hf: HfOptions = HfOptions()
+    """HF transformers backend settings."""
+
+    @property
+    def model_name(self) -> str:
+        """The name this service answers to."""
+        return self.served_model_name or self.model

@@ -1,0 +1,79 @@
+"""Config of rollouts (Celery workers playing episodes) and of evaluation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from outrider.config.base import ConfigModel
+
+
+class SamplingConfig(ConfigModel):
+    temperature: float = Field(1.0, ge=0.0, le=10.0)
+    """Sampling temperature of rollouts (0: greedy)."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass."""
+    top_k: int = Field(0, ge=0)
+    """Keep the k most likely tokens (0: off)."""
+    max_tokens: int = Field(256, ge=1, le=65536)
+    """New tokens per policy turn."""
+
+
+class RewardSourceConfig(ConfigModel):
+    outcome: Literal["env", "reward-service"] = "env"
+    """Outcome reward from the environment's own step rewards, or from the reward
+    service's verifiers (Score) for the final answer."""
+    steps: Literal["none", "env", "prm"] = "none"
+    """Step rewards: none; the environment's process signals (StepInfo.process_score);
+    or the reward service's process reward model (ScoreSteps, one step per turn)."""
+    shaping: Literal["difference", "raw"] = "difference"
+    """How env process signals s_t become step rewards: r_t = s_t − s_{t−1} (telescopes
+    to s_T), or r_t = s_t. (PRM rewards come shaped by the reward service.)"""
+    step_weight: float = Field(1.0, ge=0.0, le=100.0)
+    """Multiplier of the step rewards relative to the outcome reward."""
+    turn_penalty: float = Field(0.0, ge=0.0, le=10.0)
+    """Subtracted from the outcome reward for every turn after the first: solving
+    sooner is better."""
+
+
+class RolloutConfig(ConfigModel):
+    envs: list[str] = Field(default_factory=lambda: ["math"], min_length=1)
+    """Environments to train on (tasks come from the curriculum service)."""
+    group_size: int = Field(8, ge=2, le=1024)
+    """Episodes per task (G): the group of group-relative advantages."""
+    min_group_size: int = Field(2, ge=2)
+    """A group with fewer successful episodes (the others failed with an error) is not sent."""
+    sampling: SamplingConfig = SamplingConfig()
+    """Sampling of policy turns."""
+    max_turns: int | None = Field(None, ge=1, le=1000)
+    """End episodes after this many policy turns (truncated); null: the environment's own limit.
+    1 turns a multi-turn environment into single-attempt tasks."""
+    max_episode_tokens: int = Field(2048, ge=16)
+    """Prompt plus all turns; an episode that would exceed it ends, truncated."""
+    reward: RewardSourceConfig = RewardSourceConfig()
+    """Where rewards come from."""
+    workers: int = Field(2, ge=1, le=256)
+    """Local mode: Celery worker processes started by `outrider train`."""
+    max_groups_ahead: int | None = Field(None, ge=1)
+    """Groups dispatched but not yet trained; null: groups_per_step × max(1, max_policy_lag),
+    which keeps rollouts within the learner's staleness bound."""
+    task_time_limit_s: float = Field(1800.0, gt=0)
+    """A rollout task running longer is killed (and retried once)."""
+
+
+class EvalConfig(ConfigModel):
+    enabled: bool = True
+    """Measure pass@k on held-out tasks before training and after it."""
+    tasks: int = Field(32, ge=1, le=100_000)
+    """Held-out (test split) tasks per environment."""
+    samples: int = Field(4, ge=1, le=1024)
+    """Episodes per task; pass@k is estimated for every k up to this."""
+    temperature: float = Field(1.0, ge=0.0, le=10.0)
+    """Sampling temperature of evaluation episodes."""
+
+    @model_validator(mode="after")
+    def _greedy_single(self) -> EvalConfig:
+        if self.temperature == 0 and self.samples > 1:
+            raise ValueError("greedy evaluation (temperature 0) gives identical samples: set samples to 1")
+        return self

@@ -1,0 +1,78 @@
+from outrider.proto.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Turn(_message.Message):
+    __slots__ = ("start", "completion_length", "observation_length", "policy_version", "env_reward", "finish_reason")
+    START_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENV_REWARD_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    completion_length: int
+    observation_length: int
+    policy_version: int
+    env_reward: float
+    finish_reason: _common_pb2.FinishReason
+    def __init__(self, start: _Optional[int] = ..., completion_length: _Optional[int] = ..., observation_length: _Optional[int] = ..., policy_version: _Optional[int] = ..., env_reward: _Optional[float] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ...) -> None: ...
+
+class StepReward(_message.Message):
+    __slots__ = ("token_index", "score", "reward")
+    TOKEN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    token_index: int
+    score: float
+    reward: float
+    def __init__(self, token_index: _Optional[int] = ..., score: _Optional[float] = ..., reward: _Optional[float] = ...) -> None: ...
+
+class Trajectory(_message.Message):
+    __slots__ = ("trajectory_id", "prompt_length", "token_ids", "logprobs", "loss_mask", "turns", "outcome_reward", "step_rewards", "truncated", "solved", "status")
+    TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_MASK_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_REWARD_FIELD_NUMBER: _ClassVar[int]
+    STEP_REWARDS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    SOLVED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    trajectory_id: str
+    prompt_length: int
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    logprobs: _containers.RepeatedScalarFieldContainer[float]
+    loss_mask: _containers.RepeatedScalarFieldContainer[bool]
+    turns: _containers.RepeatedCompositeFieldContainer[Turn]
+    outcome_reward: float
+    step_rewards: _containers.RepeatedCompositeFieldContainer[StepReward]
+    truncated: bool
+    solved: bool
+    status: _common_pb2.ItemStatus
+    def __init__(self, trajectory_id: _Optional[str] = ..., prompt_length: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[bool]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., outcome_reward: _Optional[float] = ..., step_rewards: _Optional[_Iterable[_Union[StepReward, _Mapping]]] = ..., truncated: _Optional[bool] = ..., solved: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ...) -> None: ...
+
+class TrajectoryGroup(_message.Message):
+    __slots__ = ("group_id", "env", "task_id", "trajectories", "policy_version", "created_unix", "producer")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAJECTORIES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_FIELD_NUMBER: _ClassVar[int]
+    group_id: str
+    env: str
+    task_id: str
+    trajectories: _containers.RepeatedCompositeFieldContainer[Trajectory]
+    policy_version: int
+    created_unix: float
+    producer: str
+    def __init__(self, group_id: _Optional[str] = ..., env: _Optional[str] = ..., task_id: _Optional[str] = ..., trajectories: _Optional[_Iterable[_Union[Trajectory, _Mapping]]] = ..., policy_version: _Optional[int] = ..., created_unix: _Optional[float] = ..., producer: _Optional[str] = ...) -> None: ...

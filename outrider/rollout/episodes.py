@@ -1,0 +1,205 @@
+"""Playing a group of multi-turn episodes of one task, token-in/token-out.
+
+The G episodes of a group advance in lockstep: each turn, one batched
+Generate call for every episode still running (the first turn, where all
+share the prompt, is one prompt with n = G), then one env Step per episode.
+
+Token bookkeeping (trajectory.proto): the trajectory's token ids are the
+chat-templated prompt, then per turn the completion ids exactly as sampled
+(loss mask 1, their logprobs) and the environment's reply rendered by
+`ObservationTokens` (loss mask 0). An episode whose environment fails is
+dropped from the group with its error counted, never given a made-up reward.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+
+from outrider.config.rollout import RolloutConfig
+from outrider.proto.v1 import common_pb2, policy_pb2, trajectory_pb2
+from outrider.proto.v1.common_pb2 import ChatMessage, FinishReason, ItemStatus
+from outrider.rollout.tokens import ObservationTokens
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Episode:
+    index: int
+    session_id: str = ""
+    messages: list[ChatMessage] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    loss_mask: list[bool] = field(default_factory=list)
+    prompt_length: int = 0
+    turns: list[trajectory_pb2.Turn] = field(default_factory=list)
+    process_scores: list[float | None] = field(default_factory=list)
+    done: bool = False
+    truncated: bool = False
+    solved: bool = False
+    error: str = ""
+    outcome_reward: float = 0.0
+    step_rewards: list[trajectory_pb2.StepReward] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return not self.done and not self.error
+
+
+@dataclass
+class GroupResult:
+    """A finished group, ready for the bus, and what went wrong on the way."""
+
+    group: trajectory_pb2.TrajectoryGroup
+    episodes: list[Episode]
+    errors: list[str]
+    """One message per episode dropped for an error."""
+
+
+def _sampling(cfg: RolloutConfig, max_tokens: int, n: int = 1) -> dict:
+    sampling = cfg.sampling
+    params = {"n": n, "temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": max_tokens}
+    if sampling.top_k:
+        params["top_k"] = sampling.top_k
+    return params
+
+
+class GroupPlayer:
+    """Plays groups against a policy service and an env service."""
+
+    def __init__(self, policy, env, cfg: RolloutConfig):
+        self.policy = policy
+        self.env = env
+        self.cfg = cfg
+        self.observations = ObservationTokens(policy)
+        self.eos_ids = set(policy.info().eos_token_ids)
+
+    def play(self, task: common_pb2.Task, size: int | None = None, seed: int = 0) -> list[Episode]:
+        """Play `size` (default G) episodes of `task` to the end; rewards are assigned later."""
+        episodes = [Episode(index=i) for i in range(size or self.cfg.group_size)]
+        try:
+            self._start(task, episodes, seed)
+            while running := [e for e in episodes if e.running]:
+                self._turn(running)
+        finally:
+            for episode in episodes:
+                if episode.session_id:
+                    self._close(episode)
+        return episodes
+
+    def _start(self, task: common_pb2.Task, episodes: list[Episode], seed: int) -> None:
+        for episode in episodes:
+            try:
+                reply = self.env.create_session(task.env, task.id, seed=seed + episode.index)
+            except grpc.RpcError as exc:
+                episode.error = f"CreateSession: {exc.code().name}: {exc.details()}"
+                continue
+            episode.session_id = reply.session_id
+            episode.messages = list(reply.observation.messages)
+        started = [e for e in episodes if not e.error]
+        if not started:
+            return
+        rendered = self.policy.apply_chat_template(
+            [common_pb2.Conversation(messages=e.messages, add_generation_prompt=True) for e in started]
+        )
+        for episode, ids in zip(started, rendered.tokens):
+            episode.token_ids = list(ids.ids)
+            episode.logprobs = [0.0] * len(episode.token_ids)
+            episode.loss_mask = [False] * len(episode.token_ids)
+            episode.prompt_length = len(episode.token_ids)
+
+    def _turn(self, running: list[Episode]) -> None:
+        budget = self.cfg.max_episode_tokens
+        for episode in running:
+            over_turns = self.cfg.max_turns is not None and len(episode.turns) >= self.cfg.max_turns
+            if len(episode.token_ids) >= budget or over_turns:
+                episode.done = episode.truncated = True
+        running = [e for e in running if not e.done]
+        if not running:
+            return
+        max_tokens = min(self.cfg.sampling.max_tokens, budget - max(len(e.token_ids) for e in running))
+        same_prompt = len({tuple(e.token_ids) for e in running}) == 1
+        if same_prompt:
+            prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=running[0].token_ids))]
+            reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens, n=len(running)))
+            completions = list(reply.results[0].completions)
+        else:
+            prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=e.token_ids)) for e in running]
+            reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens))
+            completions = [result.completions[0] for result in reply.results]
+        for episode, completion in zip(running, completions, strict=True):
+            self._apply(episode, completion, reply.policy_version)
+
+    def _apply(self, episode: Episode, completion: policy_pb2.Completion, version: int) -> None:
+        ids = list(completion.token_ids)
+        turn = trajectory_pb2.Turn(
+            start=len(episode.token_ids),
+            completion_length=len(ids),
+            policy_version=version,
+            finish_reason=completion.finish_reason,
+        )
+        episode.token_ids += ids
+        episode.logprobs += list(completion.logprobs)
+        episode.loss_mask += [True] * len(ids)
+        episode.messages.append(ChatMessage(role="assistant", content=completion.text))
+        try:
+            reply = self.env.step(episode.session_id, completion.text, ids)
+        except grpc.RpcError as exc:
+            episode.error = f"Step: {exc.code().name}: {exc.details()}"
+            return
+        if reply.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK):
+            episode.error = f"env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}"
+            return
+        turn.env_reward = reply.reward
+        episode.turns.append(turn)
+        episode.process_scores.append(reply.info.process_score if reply.info.HasField("process_score") else None)
+        episode.solved = episode.solved or reply.info.solved
+        if reply.done:
+            episode.done, episode.truncated = True, reply.truncated
+            return
+        new_messages = list(reply.observation.messages)
+        episode.messages += new_messages
+        ended_on_eos = completion.finish_reason == FinishReason.FINISH_REASON_STOP and ids and ids[-1] in self.eos_ids
+        observation = self.observations.after_completion(ids[-1] if ended_on_eos else None, new_messages)
+        turn.observation_length = len(observation)
+        episode.token_ids += observation
+        episode.logprobs += [0.0] * len(observation)
+        episode.loss_mask += [False] * len(observation)
+
+    def _close(self, episode: Episode) -> None:
+        try:
+            self.env.close_session(episode.session_id)
+        except grpc.RpcError as exc:
+            # The session expires on its own (TTL); the episode's data is complete.
+            log.warning("CloseSession %s: %s", episode.session_id, exc.code().name)
+
+
+
+def build_group(task: common_pb2.Task, group_id: str, episodes: list[Episode]) -> GroupResult:
+    """The TrajectoryGroup of the episodes that finished without an error."""
+    group = trajectory_pb2.TrajectoryGroup(group_id=group_id, env=task.env, task_id=task.id)
+    errors = [f"episode {e.index}: {e.error}" for e in episodes if e.error]
+    for episode in episodes:
+        if episode.error or not episode.turns:
+            continue
+        group.trajectories.append(
+            trajectory_pb2.Trajectory(
+                trajectory_id=f"{group_id}/{episode.index}",
+                prompt_length=episode.prompt_length,
+                token_ids=episode.token_ids,
+                logprobs=episode.logprobs,
+                loss_mask=episode.loss_mask,
+                turns=episode.turns,
+                outcome_reward=episode.outcome_reward,
+                step_rewards=episode.step_rewards,
+                truncated=episode.truncated,
+                solved=episode.solved,
+                status=ItemStatus(code=ItemStatus.OK),
+            )
+        )
+    versions = [turn.policy_version for t in group.trajectories for turn in t.turns]
+    group.policy_version = min(versions) if versions else 0
+    return GroupResult(group, episodes, errors)

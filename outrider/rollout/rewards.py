@@ -1,0 +1,120 @@
+"""Rewards of finished episodes: outcome and per-step, from the env or the reward service.
+
+Outcome:  env            R = Σ_t env_reward_t − turn_penalty · (turns − 1)
+          reward-service R = the reward service's weighted verifiers on the last answer
+Steps:    env            s_t = the env's process signal after turn t; r_t = s_t − s_{t−1}
+                          (s_0 = 0, so Σ r_t = s_T) or r_t = s_t
+          prm            the reward service's PRM, one step per assistant turn, shaped there
+
+A step reward sits on the last completion token of its turn. A failed
+verifier or PRM call fails the episode (with the reason); nothing becomes 0.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from outrider.config.rollout import RewardSourceConfig
+from outrider.proto.v1 import common_pb2, reward_pb2, trajectory_pb2
+from outrider.proto.v1.common_pb2 import ItemStatus
+from outrider.rollout.episodes import Episode
+
+_OK = (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK)
+
+
+def _turn_end(turn: trajectory_pb2.Turn) -> int:
+    return turn.start + max(turn.completion_length, 1) - 1
+
+
+def shaped(scores: list[float], shaping: str) -> list[float]:
+    """r_t from s_t: differences (s_0 = 0) or the scores themselves."""
+    if shaping == "raw":
+        return list(scores)
+    previous, rewards = 0.0, []
+    for score in scores:
+        rewards.append(score - previous)
+        previous = score
+    return rewards
+
+
+def assign_rewards(task: common_pb2.Task, episodes: list[Episode], cfg: RewardSourceConfig, reward_client=None) -> None:
+    """Fill `outcome_reward` and `step_rewards` of each finished episode (or its `error`)."""
+    finished = [e for e in episodes if not e.error and e.turns]
+    for episode in finished:
+        episode.outcome_reward = sum(t.env_reward for t in episode.turns) - cfg.turn_penalty * (len(episode.turns) - 1)
+    if cfg.outcome == "reward-service":
+        _outcome_from_service(task, finished, cfg, reward_client)
+    if cfg.steps == "env":
+        for episode in finished:
+            _env_steps(episode, cfg)
+    elif cfg.steps == "prm":
+        _prm_steps(task, [e for e in finished if not e.error], cfg, reward_client)
+
+
+def _env_steps(episode: Episode, cfg: RewardSourceConfig) -> None:
+    scored = [(turn, score) for turn, score in zip(episode.turns, episode.process_scores) if score is not None]
+    rewards = shaped([score for _, score in scored], cfg.shaping)
+    episode.step_rewards = [
+        trajectory_pb2.StepReward(token_index=_turn_end(turn), score=score, reward=cfg.step_weight * reward)
+        for (turn, score), reward in zip(scored, rewards)
+    ]
+
+
+def _last_answer(episode: Episode) -> str:
+    return next((m.content for m in reversed(episode.messages) if m.role == "assistant"), "")
+
+
+def _outcome_from_service(task, episodes: list[Episode], cfg: RewardSourceConfig, client) -> None:
+    if not episodes:
+        return
+    items = [
+        reward_pb2.ScoreItem(
+            id=str(e.index),
+            env=task.env,
+            task_id=task.id,
+            prompt=task.preview,
+            response=_last_answer(e),
+            reference=task.reference,
+            response_tokens=sum(t.completion_length for t in e.turns),
+            conversation=e.messages,
+        )
+        for e in episodes
+    ]
+    try:
+        results = client.score(items)
+    except grpc.RpcError as exc:
+        for episode in episodes:
+            episode.error = f"reward Score: {exc.code().name}: {exc.details()}"
+        return
+    for episode, result in zip(episodes, results, strict=True):
+        if result.status.code not in _OK or not result.HasField("reward"):
+            episode.error = f"reward {ItemStatus.Code.Name(result.status.code)}: {result.status.message}"
+            continue
+        episode.outcome_reward = result.reward - cfg.turn_penalty * (len(episode.turns) - 1)
+
+
+def _prm_steps(task, episodes: list[Episode], cfg: RewardSourceConfig, client) -> None:
+    if not episodes:
+        return
+    by_turn = reward_pb2.Segmentation(mode=reward_pb2.Segmentation.BY_TURN)
+    items = [
+        reward_pb2.StepsItem(id=str(e.index), env=task.env, task_id=task.id, conversation=e.messages, segmentation=by_turn)
+        for e in episodes
+    ]
+    try:
+        results = client.score_steps(items)
+    except grpc.RpcError as exc:
+        for episode in episodes:
+            episode.error = f"reward ScoreSteps: {exc.code().name}: {exc.details()}"
+        return
+    for episode, result in zip(episodes, results, strict=True):
+        if result.status.code not in _OK:
+            episode.error = f"PRM {ItemStatus.Code.Name(result.status.code)}: {result.status.message}"
+            continue
+        if len(result.scores) != len(episode.turns):
+            episode.error = f"PRM scored {len(result.scores)} steps for {len(episode.turns)} turns"
+            continue
+        episode.step_rewards = [
+            trajectory_pb2.StepReward(token_index=_turn_end(turn), score=score, reward=cfg.step_weight * reward)
+            for turn, score, reward in zip(episode.turns, result.scores, result.rewards)
+        ]

@@ -1,0 +1,168 @@
+"""Rollout workers: Celery tasks that play one group each and publish it.
+
+    celery -A outrider.rollout.worker worker        (OUTRIDER_RUN_CONFIG=run.yaml)
+    outrider worker run.yaml --concurrency 4        (the same, configured for you)
+
+A task gets a Task message (protobuf bytes, base64 in Celery's JSON) and the
+group id chosen by the dispatcher. It plays G episodes, scores them, sends the
+TrajectoryGroup to the bus and reports the rewards to the curriculum.
+
+Reliability (../shared/ENVIRONMENT.md): acks_late + reject_on_worker_lost +
+prefetch 1, a visibility timeout longer than any rollout, and fast restore of
+unacknowledged tasks, so a SIGKILLed worker's task runs again on another
+worker within seconds. The group id makes that retry idempotent: the bus
+drops a group id it has seen, so nothing is trained twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import signal
+import socket
+import time
+from functools import cache
+
+import redis
+from celery import Celery
+from celery.signals import worker_process_init
+
+from outrider.config import RunConfig, load_config
+from outrider.process import die_with_parent
+from outrider.proto.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "outrider.rollout.play_group"
+QUEUE = "outrider-rollouts"
+
+
+def make_app(run: RunConfig | None = None) -> Celery:
+    """The Celery app for a run (broker and result backend: the run's Redis)."""
+    url = (run.redis.url if run else None) or os.environ.get("OUTRIDER_REDIS_URL", "redis://127.0.0.1:6379/0")
+    time_limit = run.rollout.task_time_limit_s if run else 1800.0
+    app = Celery("outrider", broker=url, backend=url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_time_limit=time_limit,
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        broker_transport_options={
+            # Longer than the longest rollout: a shorter one would run tasks twice.
+            "visibility_timeout": int(time_limit * 2),
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+            "global_keyprefix": f"{run.name}:celery:" if run else "outrider:celery:",
+        },
+        result_backend_transport_options={"global_keyprefix": f"{run.name}:celery:" if run else "outrider:celery:"},
+    )
+    return app
+
+
+def _run_config() -> RunConfig | None:
+    path = os.environ.get("OUTRIDER_RUN_CONFIG")
+    return load_config(path) if path else None
+
+
+app = make_app(_run_config())
+
+
+class Rollouts:
+    """Per-process clients of the services and the bus."""
+
+    def __init__(self, run: RunConfig):
+        from outrider.services.curriculum.client import CurriculumClient
+        from outrider.services.env.client import EnvClient
+        from outrider.services.policy.client import PolicyClient
+        from outrider.transport import RedisSender
+
+        addresses = run.stack.addresses
+        self.run = run
+        self.policy = PolicyClient(addresses["policy"])
+        self.env = EnvClient(addresses["env"])
+        self.curriculum = CurriculumClient(addresses["curriculum"]) if "curriculum" in addresses else None
+        self.reward = None
+        if run.rollout.reward.outcome == "reward-service" or run.rollout.reward.steps == "prm":
+            from outrider.services.reward.client import RewardClient
+
+            self.reward = RewardClient(addresses["reward"])
+        self.sender = RedisSender(redis.Redis.from_url(run.redis.url), run.bus)
+        from outrider.rollout.episodes import GroupPlayer
+
+        self.player = GroupPlayer(self.policy, self.env, run.rollout)
+        self.producer = f"{socket.gethostname()}/{os.getpid()}"
+
+    def play(self, task: common_pb2.Task, group_id: str, seed: int) -> dict:
+        from outrider.rollout.episodes import build_group
+        from outrider.rollout.rewards import assign_rewards
+
+        started = time.perf_counter()
+        episodes = self.player.play(task, seed=seed)
+        assign_rewards(task, episodes, self.run.rollout.reward, self.reward)
+        result = build_group(task, group_id, episodes)
+        group = result.group
+        group.producer = self.producer
+        group.created_unix = time.time()
+        summary = {
+            "group_id": group_id,
+            "episodes": len(episodes),
+            "trajectories": len(group.trajectories),
+            "errors": result.errors,
+            "policy_version": group.policy_version,
+            "rewards": [t.outcome_reward for t in group.trajectories],
+            "tokens": sum(sum(t.loss_mask) for t in group.trajectories),
+            "seconds": time.perf_counter() - started,
+            "sent": False,
+        }
+        for error in result.errors:
+            log.warning("group %s: %s", group_id, error)
+        if len(group.trajectories) < self.run.rollout.min_group_size:
+            log.error("group %s: only %d episodes succeeded; not sent", group_id, len(group.trajectories))
+            return summary
+        summary["sent"] = self.sender.send(group)
+        if self.curriculum is not None:
+            self.curriculum.report(task.env, task.id, summary["rewards"], group.policy_version)
+        return summary
+
+
+@cache
+def rollouts() -> Rollouts:
+    run = _run_config()
+    if run is None:
+        raise RuntimeError("OUTRIDER_RUN_CONFIG is not set: the worker does not know its run")
+    return Rollouts(run)
+
+
+@worker_process_init.connect
+def _fresh_clients(**_) -> None:
+    # gRPC channels must not cross a fork: each worker process builds its own.
+    rollouts.cache_clear()
+    # A pool process dies with its worker: a killed worker leaves no orphan
+    # still playing (and publishing) a group.
+    die_with_parent(signal.SIGKILL)
+
+
+@app.task(name=TASK_NAME, bind=True, acks_late=True, max_retries=3)
+def play_group(self, task_b64: str, group_id: str, seed: int = 0) -> dict:
+    """Play one group of `task` and publish it as `group_id` (idempotent)."""
+    task = common_pb2.Task.FromString(base64.b64decode(task_b64))
+    try:
+        return rollouts().play(task, group_id, seed)
+    except Exception as exc:
+        import grpc
+
+        if isinstance(exc, grpc.RpcError) and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise self.retry(exc=exc, countdown=2) from exc
+        raise
+
+
+def encode_task(task: common_pb2.Task) -> str:
+    return base64.b64encode(task.SerializeToString()).decode()

@@ -1,0 +1,31 @@
+"""Shared gRPC serving: server construction, lifecycle, errors, logs, metrics."""
+
+from outrider.serving.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
+from outrider.serving.server import BuiltServer, build_server, run_until_signalled
+
+__all__ = [
+    "AlreadyExists",
+    "BuiltServer",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "OutOfRange",
+    "ResourceExhausted",
+    "ServiceError",
+    "Unavailable",
+    "build_server",
+    "run_until_signalled",
+]

@@ -1,0 +1,187 @@
+"""Building and running Outrider's gRPC servers.
+
+Every service's `server.py` calls `build_server` with its servicers; the
+result is a bound, not yet started `grpc.aio.Server` and its port, so tests
+bind port 0 and talk to it over a real channel. `run_until_signalled` starts
+it, serves until SIGTERM/SIGINT and drains in-flight calls for `grace_s`.
+
+Every server gets: the standard health service (grpc.health.v1), reflection,
+Prometheus RPC metrics, and an interceptor that turns `ServiceError`s into
+their status codes (anything else becomes INTERNAL with the exception named,
+and is logged with its traceback) — the server keeps serving either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from outrider.config.common import ServerConfig
+from outrider.serving.errors import ServiceError
+from outrider.serving.metrics import RPC_SECONDS, RPC_TOTAL, MetricsEndpoint
+
+log = logging.getLogger(__name__)
+
+Register = Callable[[grpc.aio.Server], None]
+
+
+class _StatusInterceptor(grpc.aio.ServerInterceptor):
+    """Maps exceptions to statuses and records per-method metrics."""
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        service, _, method = details.method.rpartition("/")
+        service = service.lstrip("/")
+        if service.startswith("grpc."):  # health, reflection: no wrapping needed
+            return handler
+        return _wrap_handler(handler, service, method)
+
+
+def _record(service: str, method: str, code: grpc.StatusCode, start: float) -> None:
+    RPC_TOTAL.labels(service, method, code.name).inc()
+    RPC_SECONDS.labels(service, method).observe(time.perf_counter() - start)
+
+
+async def _fail(context, service: str, method: str, start: float, exc: Exception):
+    """Answer the call with the status `exc` stands for. Always raises."""
+    if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted itself
+        _record(service, method, context.code() or grpc.StatusCode.UNKNOWN, start)
+        raise exc
+    if isinstance(exc, ServiceError):
+        _record(service, method, exc.code, start)
+        await context.abort(exc.code, exc.message)
+    _record(service, method, grpc.StatusCode.INTERNAL, start)
+    log.error("%s/%s failed", service, method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}")
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str) -> grpc.RpcMethodHandler:
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def behavior(request, context):
+            start = time.perf_counter()
+            try:
+                response = await inner(request, context)
+            except asyncio.CancelledError:
+                _record(service, method, grpc.StatusCode.CANCELLED, start)
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+                await _fail(context, service, method, start, exc)
+            _record(service, method, grpc.StatusCode.OK, start)
+            return response
+
+        factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+    else:
+        inner = handler.unary_stream or handler.stream_stream
+
+        async def behavior(request, context):
+            start = time.perf_counter()
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except asyncio.CancelledError:
+                _record(service, method, grpc.StatusCode.CANCELLED, start)
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+                await _fail(context, service, method, start, exc)
+            _record(service, method, grpc.StatusCode.OK, start)
+
+        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+    return factory(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+@dataclass
+class BuiltServer:
+    """A bound gRPC server with its health servicer and metrics endpoint."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: list[str]
+    metrics: MetricsEndpoint | None = None
+    on_stop: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.server.start()
+        for name in ["", *self.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_s: float) -> None:
+        """Refuse new calls, give in-flight ones `grace_s` seconds, then close."""
+        for name in ["", *self.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace_s)
+        for hook in self.on_stop:
+            result = hook()
+            if asyncio.iscoroutine(result):
+                await result
+        if self.metrics is not None:
+            self.metrics.close()
+
+
+def build_server(
+    cfg: ServerConfig,
+    register: Register,
+    service_names: Iterable[str],
+    with_metrics_endpoint: bool = True,
+) -> BuiltServer:
+    """Create a bound `grpc.aio` server with health, reflection and metrics.
+
+    `register(server)` adds the service's servicers; `service_names` are their
+    full names (e.g. `outrider.v1.PolicyService`) for health and reflection.
+    Must be called with a running event loop (inside `async def`).
+    """
+    options = [
+        ("grpc.max_send_message_length", cfg.max_message_bytes),
+        ("grpc.max_receive_message_length", cfg.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(
+        interceptors=[_StatusInterceptor()],
+        options=options,
+        maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
+    )
+    register(server)
+    names = list(service_names)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+    if port == 0:
+        raise OSError(f"could not bind gRPC server to {cfg.host}:{cfg.port}")
+    metrics = None
+    if with_metrics_endpoint and cfg.metrics_port is not None:
+        metrics = MetricsEndpoint(cfg.host, cfg.metrics_port)
+    return BuiltServer(server, port, health_servicer, names, metrics)
+
+
+async def run_until_signalled(built: BuiltServer, grace_s: float, name: str) -> None:
+    """Serve until SIGTERM or SIGINT, then drain gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await built.start()
+    metrics = f", metrics :{built.metrics.port}" if built.metrics else ""
+    log.info("%s serving on port %d%s", name, built.port, metrics)
+    # A line for supervisors (`outrider up`) to read the chosen ports from.
+    print(f"OUTRIDER_READY service={name} port={built.port} metrics_port={built.metrics.port if built.metrics else 0}", flush=True)
+    await stop.wait()
+    log.info("%s: signal received, draining in-flight calls for up to %.1f s", name, grace_s)
+    await built.stop(grace_s)
+    log.info("%s stopped", name)

@@ -1,0 +1,1 @@
+"""`outrider train`: the whole loop — services, rollout workers, learner — and its evaluation."""

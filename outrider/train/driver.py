@@ -1,0 +1,126 @@
+"""The dispatcher: keeps rollouts ahead of the learner, within the staleness bound.
+
+It asks the curriculum for tasks and sends one Celery task per group, so that
+(groups being played) + (groups on the bus, not yet trained) stays at
+`max_groups_ahead`. Group ids are `<run>-g<seq>` with `seq` from a Redis
+counter: a retried Celery task reuses its id and the bus drops the duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from outrider.config import RunConfig
+from outrider.rollout.worker import TASK_NAME, encode_task, make_app
+from outrider.transport import RedisReceiver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RolloutStats:
+    dispatched: int = 0
+    finished: int = 0
+    sent: int = 0
+    failed_tasks: int = 0
+    episode_errors: int = 0
+    seconds: float = 0.0
+    recent: list[dict] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(self, run: RunConfig, curriculum, run_dir: Path):
+        self.run = run
+        self.curriculum = curriculum
+        self.app = make_app(run)
+        self.redis = redis.Redis.from_url(run.redis.url)
+        # The learner's consumer group is created here too, so that nothing is
+        # produced to a stream no one will read from its start.
+        self.bus = RedisReceiver(self.redis, run.bus, name="dispatcher-audit")
+        self.pending: dict[str, object] = {}
+        self.stats = RolloutStats()
+        self.log_path = Path(run_dir) / "rollouts.jsonl"
+        learner = run.learner
+        # A group dispatched now is trained after the `max_ahead` before it, about
+        # max_ahead / groups_per_step versions later: keep that within the lag bound
+        # (but always at least one step ahead, or a lag of 0 would starve the learner).
+        self.max_ahead = run.rollout.max_groups_ahead or learner.groups_per_step * max(1, learner.max_policy_lag)
+
+    def _next_group_id(self) -> str:
+        seq = self.redis.incr(f"{self.run.name}:dispatch-seq")
+        return f"{self.run.name}-g{seq:07d}"
+
+    def tick(self) -> None:
+        """Collect finished rollouts and top up the queue."""
+        self._collect()
+        outstanding = len(self.pending) + self.bus.stats().queued
+        wanted = self.max_ahead - outstanding
+        if wanted <= 0:
+            return
+        tasks = self.curriculum.next_tasks(wanted, include_reference=True)
+        for task in tasks:
+            group_id = self._next_group_id()
+            seed = int(group_id.rsplit("g", 1)[1])
+            self.pending[group_id] = self.app.send_task(TASK_NAME, args=[encode_task(task), group_id, seed])
+            self.stats.dispatched += 1
+
+    def _collect(self) -> None:
+        done = [gid for gid, result in self.pending.items() if result.ready()]
+        with open(self.log_path, "a") as out:
+            for gid in done:
+                result = self.pending.pop(gid)
+                self.stats.finished += 1
+                if result.successful():
+                    summary = result.result
+                    self.stats.sent += bool(summary.get("sent"))
+                    self.stats.episode_errors += len(summary.get("errors", []))
+                    self.stats.seconds += summary.get("seconds", 0.0)
+                    record = {"time": round(time.time(), 3), **summary}
+                else:
+                    self.stats.failed_tasks += 1
+                    record = {"time": round(time.time(), 3), "group_id": gid, "failed": repr(result.result)}
+                    log.error("rollout task for %s failed: %r", gid, result.result)
+                self.stats.recent = (self.stats.recent + [record])[-50:]
+                out.write(json.dumps(record) + "\n")
+                result.forget()
+
+    def cancel(self) -> None:
+        """Revoke what has not started; workers are stopped by the caller.
+
+        Best effort: on Ctrl-C the terminal's SIGINT may already have stopped an
+        embedded Redis, and then there is nothing left to revoke."""
+        try:
+            for result in self.pending.values():
+                result.revoke()
+            self.app.control.purge()
+        except (redis.RedisError, OSError) as exc:
+            log.info("could not revoke pending rollouts: %s", exc)
+        self.pending.clear()
+
+
+def ledger(run: RunConfig, trained: list[str]) -> dict:
+    """Groups produced vs trained: every produced group is trained once, or
+    accounted for (dead-lettered with a reason, skipped, or still queued)."""
+    client = redis.Redis.from_url(run.redis.url)
+    bus = RedisReceiver(client, run.bus, name="ledger")
+    produced = bus.produced_ids()
+    committed = bus.committed_ids()
+    dead = {gid for gid, _ in bus.dead_letters(count=100_000)}
+    queued = {f[b"gid"].decode() for _, f in client.xrange(f"{run.bus.prefix}:stream")}
+    trained_set = set(trained)
+    return {
+        "produced": len(produced),
+        "trained": len(trained),
+        "trained_twice": len(trained) - len(trained_set),
+        "dead_lettered": len(dead),
+        "committed_untrained": len(committed - trained_set),
+        "queued": len(queued),
+        "lost": len(produced - trained_set - dead - committed - queued),
+        "trained_unknown": len(trained_set - produced),
+    }

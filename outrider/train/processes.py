@@ -1,0 +1,108 @@
+"""The supervised processes of a local training run: Celery rollout workers and the learner.
+
+Both are restarted when they die (the work they held is not lost: Celery
+re-queues an unacknowledged task, the learner resumes from its checkpoint and
+the bus hands its unfinished groups back), up to a restart budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from outrider.cli.learn_cmd import torchrun_command
+from outrider.process import die_with_parent
+from outrider.rollout.worker import QUEUE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Supervised:
+    """A child process and how to start it again."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    restarts_left: int
+    process: subprocess.Popen | None = None
+    exits: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        with open(self.log_path, "a") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                preexec_fn=die_with_parent,  # no orphans if `outrider train` is killed
+                start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+            )
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def exit_code(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def describe_exit(self) -> str:
+        code = self.process.returncode
+        status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        return f"{self.name} (pid {self.process.pid}) stopped: {status}; log: {self.log_path}"
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            pass
+
+
+def _env(run_config_path: Path, threads: int | None = None) -> dict[str, str]:
+    env = {**os.environ, "OUTRIDER_RUN_CONFIG": str(run_config_path), "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+    return env
+
+
+def rollout_worker(index: int, run_config_path: Path, log_dir: Path, restarts: int) -> Supervised:
+    command = [
+        sys.executable, "-m", "celery", "-A", "outrider.rollout.worker", "worker",
+        "--pool=prefork", "--concurrency=1", f"--queues={QUEUE}", f"--hostname=rollout{index}@%h",
+        "--loglevel=INFO", "--without-gossip", "--without-mingle",
+    ]
+    # A rollout worker mostly waits on RPCs: one thread is plenty.
+    env = _env(run_config_path, threads=1)
+    return Supervised(f"rollout-worker-{index}", command, env, log_dir / f"rollout-worker-{index}.log", restarts)
+
+
+def learner(run_config_path: Path, ranks: int, log_dir: Path, restarts: int, resume: bool) -> Supervised:
+    command = torchrun_command(run_config_path, ranks, resume=resume)
+    # torchrun gives each of several ranks one thread; a single rank may use them all.
+    return Supervised("learner", command, _env(run_config_path), log_dir / "learner.log", restarts)
+
+
+def restart(child: Supervised, resume_flag: str | None = None) -> bool:
+    """Start a dead child again if its budget allows; False when it is spent."""
+    child.exits.append(child.process.returncode)
+    if child.restarts_left <= 0:
+        return False
+    child.restarts_left -= 1
+    if resume_flag and resume_flag not in child.command:
+        child.command = [*child.command, resume_flag]
+    log.warning("%s; restarting (%d restarts left)", child.describe_exit(), child.restarts_left)
+    child.start()
+    return True

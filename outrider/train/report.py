@@ -1,0 +1,138 @@
+"""`outrider report RUN_DIR`: the run's curves as PNGs and an HTML page.
+
+Reads what a run leaves behind: metrics.jsonl (one record per learner step),
+eval_before.json / eval_after.json (pass@k on held-out tasks) and
+summary.json (ledger, rollouts), and writes RUN_DIR/report/.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CURVES = [
+    ("reward_mean", "mean outcome reward"),
+    ("solved_rate", "episodes solved"),
+    ("entropy", "token entropy (nats)"),
+    ("actor/approx_kl_k3", "KL(π_old ‖ π) per step (k3)"),
+    ("kl_ref", "KL to the reference (nats/token)"),
+    ("actor/loss", "actor loss"),
+    ("critic/loss", "critic loss"),
+    ("actor/grad_norm", "gradient norm"),
+    ("tokens_per_s", "learner tokens/s"),
+    ("policy_lag_mean", "policy lag (versions)"),
+    ("response_tokens_mean", "policy tokens per episode"),
+]
+
+
+def load_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run folder?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _plot(records: list[dict], key: str, title: str, out: Path) -> Path | None:
+    points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    if not points:
+        return None
+    steps, values = zip(*points)
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.plot(steps, values, marker="o", markersize=3, linewidth=1.5)
+    ax.set_title(title)
+    ax.set_xlabel("learner step")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / f"{key.replace('/', '_')}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _plot_pass_at_k(before: dict | None, after: dict | None, out: Path) -> Path | None:
+    if not before and not after:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for label, result, style in (("before", before, "--"), ("after", after, "-")):
+        if result:
+            ks = sorted(int(k) for k in result["pass_at_k"])
+            ax.plot(ks, [result["pass_at_k"][str(k)] for k in ks], style, marker="o", label=f"{label} (episode)")
+            ax.plot(ks, [result["first_try_pass_at_k"][str(k)] for k in ks], style, marker="x", alpha=0.6, label=f"{label} (first try)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k")
+    ax.set_title("held-out pass@k")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "pass_at_k.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def summary_rows(records: list[dict], before: dict | None, after: dict | None) -> list[tuple[str, str]]:
+    rows = [("learner steps", str(records[-1]["step"]) if records else "0")]
+    if records:
+        first, last = records[: min(3, len(records))], records[-min(3, len(records)) :]
+
+        def mean(rs, key):
+            values = [r[key] for r in rs if isinstance(r.get(key), (int, float))]
+            return sum(values) / len(values) if values else float("nan")
+
+        rows += [
+            ("reward (first 3 → last 3 steps)", f"{mean(first, 'reward_mean'):.3f} → {mean(last, 'reward_mean'):.3f}"),
+            ("entropy (first 3 → last 3 steps)", f"{mean(first, 'entropy'):.3f} → {mean(last, 'entropy'):.3f}"),
+            ("trajectories trained", str(sum(int(r.get("trajectories", 0)) for r in records))),
+        ]
+    for label, result in (("before", before), ("after", after)):
+        if result:
+            k = str(result["samples"])
+            rows.append((
+                f"held-out ({label}, v{result['policy_version']})",
+                f"pass@1 {result['pass_at_k']['1']:.3f}, first-try pass@1 {result['first_try_pass_at_k']['1']:.3f}, "
+                f"pass@{k} {result['pass_at_k'][k]:.3f} on {result['tasks']} tasks",
+            ))
+    return rows
+
+
+def render_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    records = load_metrics(run_dir)
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    before, after = _read(run_dir / "eval_before.json"), _read(run_dir / "eval_after.json")
+    images = [p for key, title in CURVES if (p := _plot(records, key, title, out))]
+    if (pass_plot := _plot_pass_at_k(before, after, out)) is not None:
+        images.insert(0, pass_plot)
+    summary = _read(run_dir / "summary.json")
+    rows = summary_rows(records, before, after)
+    if summary and summary.get("ledger"):
+        ledger = summary["ledger"]
+        rows.append(("ledger", ", ".join(f"{k} {v}" for k, v in ledger.items())))
+    table = "\n".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
+    figures = "\n".join(f'<img src="{p.name}" alt="{p.stem}">' for p in images)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Outrider run {html.escape(run_dir.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}} img{{margin:6px;border:1px solid #eee}}</style>
+</head><body>
+<h1>Run {html.escape(run_dir.name)}</h1>
+<table>{table}</table>
+<h2>Curves</h2>
+{figures}
+</body></html>
+"""
+    index = out / "index.html"
+    index.write_text(page)
+    return index

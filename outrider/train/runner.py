@@ -1,0 +1,201 @@
+"""`outrider train`: start everything, train, evaluate, stop cleanly.
+
+Local mode: Redis (embedded, persistent under the run folder, when no URL is
+set), the four services (`outrider.stack.LocalStack`), N Celery rollout
+workers, the DeepSpeed learner (torchrun), and the dispatcher loop here.
+Cluster mode: the services, workers and learner already run (Helm); only the
+dispatcher and the progress display run here.
+
+Failures: a service that dies stops the run (named, with its exit status); a
+rollout worker or the learner that dies is restarted (its work comes back
+from Celery / the bus) until its restart budget is spent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+from outrider.config import RunConfig, dump_yaml
+from outrider.stack import LocalStack, StackError
+from outrider.train import processes
+from outrider.train.driver import Dispatcher, ledger
+from outrider.train.evaluate import EvalResult, evaluate, held_out_tasks
+from outrider.train.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(RuntimeError):
+    """The run could not finish."""
+
+
+def _with_local_defaults(run: RunConfig) -> RunConfig:
+    updates = {}
+    if not run.redis.url and not run.redis.embedded.data_dir:
+        # Persistent, so that `--resume` finds the bus and curriculum where they were.
+        embedded = run.redis.embedded.model_copy(update={"persistence": True, "data_dir": str(run.run_dir / "redis")})
+        updates["redis"] = run.redis.model_copy(update={"embedded": embedded})
+    # A pool of "every env of the env service" means, for a run, the envs it trains on.
+    pools = [
+        pool.model_copy(update={"envs": list(run.rollout.envs)}) if pool.type == "env-service" and not pool.envs else pool
+        for pool in run.curriculum.pools
+    ]
+    updates["curriculum"] = run.curriculum.model_copy(update={"pools": pools})
+    if run.bus.prefix == "outrider":
+        updates["bus"] = run.bus.model_copy(update={"prefix": f"{run.name}:bus"})
+    return run.model_copy(update=updates)
+
+
+class TrainRun:
+    def __init__(self, run: RunConfig, resume: bool = False, restarts: int = 3):
+        self.run = _with_local_defaults(run) if run.stack.mode == "local" else run
+        self.resume = resume
+        self.restarts = restarts
+        self.run_dir = self.run.run_dir
+        self.stack: LocalStack | None = None
+        self.children: list[processes.Supervised] = []
+        self._stop = False
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def execute(self) -> dict:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
+        signal.signal(signal.SIGINT, lambda *_: self._request_stop())
+        try:
+            effective = self._start_services()
+            summary = self._train(effective)
+            return summary
+        finally:
+            self._teardown()
+
+    def _request_stop(self) -> None:
+        log.warning("stop requested")
+        self._stop = True
+
+    def _start_services(self) -> RunConfig:
+        run = self.run
+        if run.stack.mode == "local":
+            print(f"starting services: redis, {', '.join(run.stack.services)} ...", flush=True)
+            self.stack = LocalStack(run, self.run_dir)
+            self.stack.start()
+            stack = run.stack.model_copy(update={"addresses": self.stack.addresses()})
+            run = run.model_copy(update={"stack": stack, "redis": run.redis.model_copy(update={"url": self.stack.redis.url})})
+            for name, address in self.stack.addresses().items():
+                print(f"  {name:<10} {address}", flush=True)
+        path = self.run_dir / "run.yaml"
+        path.write_text(dump_yaml(run))
+        self.effective_path = path
+        return run
+
+    def _clients(self, run: RunConfig):
+        from outrider.services.curriculum.client import CurriculumClient
+        from outrider.services.env.client import EnvClient
+        from outrider.services.policy.client import PolicyClient
+
+        addresses = run.stack.addresses
+        return PolicyClient(addresses["policy"]), EnvClient(addresses["env"]), CurriculumClient(addresses["curriculum"])
+
+    def _evaluate(self, run: RunConfig, policy, env, name: str) -> EvalResult | None:
+        if not run.evaluation.enabled:
+            return None
+        path = self.run_dir / f"eval_{name}.json"
+        if name == "before" and path.exists():
+            return EvalResult.load(path)
+        print(f"evaluating ({name}): {run.evaluation.tasks} held-out tasks x {run.evaluation.samples} samples ...", flush=True)
+        tasks = held_out_tasks(env, run.rollout.envs, run.evaluation.tasks)
+        result = evaluate(policy, env, tasks, run.rollout, run.evaluation)
+        result.save(path)
+        print(f"  pass@1 {result.pass_at_k['1']:.3f}  first-try pass@1 {result.first_try_pass_at_k['1']:.3f}  "
+              f"pass@{result.samples} {result.pass_at_k[str(result.samples)]:.3f}  (policy version {result.policy_version})", flush=True)
+        return result
+
+    def _train(self, run: RunConfig) -> dict:
+        policy, env, curriculum = self._clients(run)
+        curriculum.wait_ready(timeout_s=run.stack.startup_timeout_s)
+        before = self._evaluate(run, policy, env, "before")
+        logs = self.run_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        started = time.monotonic()
+        if run.stack.mode == "local":
+            self.children = [processes.rollout_worker(i, self.effective_path, logs, self.restarts) for i in range(run.rollout.workers)]
+            learner = processes.learner(self.effective_path, run.learner.ranks, logs, self.restarts, self.resume)
+            self.children.append(learner)
+            for child in self.children:
+                child.start()
+        dispatcher = Dispatcher(run, curriculum, self.run_dir)
+        progress = Progress(run, self.run_dir, dispatcher)
+        while not self._stop:
+            if self.stack is not None:
+                self.stack.check()
+            if self._supervise():
+                break
+            dispatcher.tick()
+            progress.maybe_print()
+            time.sleep(0.5)
+        dispatcher.cancel()
+        if self._stop:
+            raise TrainError(f"interrupted; continue with `outrider train --resume` (checkpoints in {self.run_dir / 'checkpoints'})")
+        progress.maybe_print(final=True)
+        for child in self.children:
+            child.stop()
+        after = self._evaluate(run, policy, env, "after")
+        trained = _trained_ids(self.run_dir)
+        summary = {
+            "run_dir": str(self.run_dir),
+            "seconds": time.monotonic() - started,
+            "rollouts": vars(dispatcher.stats) | {"recent": None},
+            "ledger": ledger(run, trained),
+            "before": before.__dict__ if before else None,
+            "after": after.__dict__ if after else None,
+            "restarts": {c.name: c.exits for c in self.children if c.exits},
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def _supervise(self) -> bool:
+        """Restart dead workers / learner; True once the learner has finished."""
+        if self.run.stack.mode == "cluster":
+            # The learner runs elsewhere (Helm); its checkpoints on shared storage say how far it got.
+            steps = self.run.learner.max_steps
+            return bool(steps) and _trained_steps(self.run_dir) >= steps
+        for child in self.children:
+            code = child.exit_code()
+            if code is None:
+                continue
+            if child.name == "learner" and code == 0:
+                return True
+            if not processes.restart(child, "--resume" if child.name == "learner" else None):
+                raise TrainError(f"{child.describe_exit()}; restart budget spent")
+        return False
+
+    def _teardown(self) -> None:
+        for child in self.children:
+            child.stop()
+        if self.stack is not None:
+            self.stack.stop()
+
+
+def _latest_state(run_dir: Path) -> dict | None:
+    from outrider.learner.checkpoint import latest_tag
+
+    root = Path(run_dir) / "checkpoints"
+    tag = latest_tag(root)
+    return json.loads((root / "state" / f"{tag}.json").read_text()) if tag else None
+
+
+def _trained_steps(run_dir: Path) -> int:
+    state = _latest_state(run_dir)
+    return state["step"] if state else 0
+
+
+def _trained_ids(run_dir: Path) -> list[str]:
+    state = _latest_state(run_dir)
+    return state["trained_group_ids"] if state else []
+
+
+__all__ = ["StackError", "TrainError", "TrainRun"]

@@ -1,0 +1,34 @@
+"""The trajectory bus: rollout workers send TrajectoryGroups, the learner receives them.
+
+Service code uses `TrajectorySender` / `TrajectoryReceiver` and never calls
+Redis commands itself (CONVENTIONS.md, rule 5).
+"""
+
+from outrider.transport.base import (
+    BusError,
+    BusStats,
+    BusTimeout,
+    CommitResult,
+    Delivery,
+    TrajectoryReceiver,
+    TrajectorySender,
+)
+from outrider.transport.embedded import RedisHandle, open_redis, start_embedded
+from outrider.transport.redis_streams import RedisReceiver, RedisSender
+from outrider.transport.validate import group_problem
+
+__all__ = [
+    "BusError",
+    "BusStats",
+    "BusTimeout",
+    "CommitResult",
+    "Delivery",
+    "RedisHandle",
+    "RedisReceiver",
+    "RedisSender",
+    "TrajectoryReceiver",
+    "TrajectorySender",
+    "group_problem",
+    "open_redis",
+    "start_embedded",
+]

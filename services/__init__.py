@@ -1,0 +1,34 @@
+"""Outrider's gRPC services, one folder each: servicer.py (thin, delegates),
+server.py (`create_server(cfg) -> BuiltServer`) and main.py (`main(argv)`)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+SERVICE_MAIN_MODULES: dict[str, str] = {
+    "policy": "outrider.services.policy.main",
+    "env": "outrider.services.env.main",
+    "reward": "outrider.services.reward.main",
+    "curriculum": "outrider.services.curriculum.main",
+}
+
+
+def available_services() -> list[str]:
+    """Services whose code is present in this installation."""
+    present = []
+    for name, module in SERVICE_MAIN_MODULES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            present.append(name)
+    return present
+
+
+def service_main(name: str):
+    """The `main(argv) -> int` of a service."""
+    if name not in SERVICE_MAIN_MODULES:
+        raise KeyError(f"unknown service {name!r}; valid: {', '.join(SERVICE_MAIN_MODULES)}")
+    return importlib.import_module(SERVICE_MAIN_MODULES[name]).main

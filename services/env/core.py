@@ -1,0 +1,204 @@
+"""What the env service does, behind its gRPC servicer.
+
+Environment failures never become rewards: when a Python environment raises
+in `step`, the response has status ERROR with the message, done=true and no
+reward; when it raises in `reset`, CreateSession fails with INTERNAL naming
+the environment and task. Both are counted (outrider_env_errors_total) and
+kept in the session record.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from outrider.envs.episode import Episode, EpisodeStep
+from outrider.envs.interface import ParamError, TaskNotFound
+from outrider.envs.registry import EnvExists, EnvNotFound, EnvRegistry, RegisteredEnv
+from outrider.envs.spec import SpecError
+from outrider.proto.v1 import common_pb2, env_pb2
+from outrider.serving import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted
+from outrider.services.env.metrics import ENV_ERRORS, STEPS, TOOL_CALLS
+from outrider.services.env.remote import RemoteEnvs
+from outrider.services.env.sessions import Session, SessionLimitReached, SessionManager, SessionNotFound
+
+log = logging.getLogger(__name__)
+
+OK = common_pb2.ItemStatus.OK
+ERROR = common_pb2.ItemStatus.ERROR
+MAX_PAGE_FACTOR = 10
+
+
+def spec_problem_message(exc: SpecError) -> str:
+    return "; ".join(f"spec.{path}: {message}" for path, message in exc.problems)
+
+
+class EnvCore:
+    def __init__(self, registry: EnvRegistry, sessions: SessionManager, remotes: RemoteEnvs, max_action_bytes: int, page_size: int):
+        self.registry = registry
+        self.sessions = sessions
+        self.remotes = remotes
+        self.max_action_bytes = max_action_bytes
+        self.page_size = page_size
+
+    # --- registry ------------------------------------------------------------
+
+    def register(self, request: env_pb2.RegisterEnvRequest) -> env_pb2.EnvSpec:
+        try:
+            return self.registry.register(request.spec, replace=request.replace)
+        except SpecError as exc:
+            raise InvalidArgument(spec_problem_message(exc)) from None
+        except EnvExists as exc:
+            raise AlreadyExists(str(exc.args[0])) from None
+
+    def unregister(self, name: str) -> None:
+        try:
+            self.registry.unregister(name)
+        except EnvNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    def _env(self, name: str) -> RegisteredEnv:
+        if not name:
+            raise InvalidArgument("env: is empty; name a registered environment (see ListEnvs)")
+        try:
+            return self.registry.get(name)
+        except EnvNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    async def list_tasks(self, request: env_pb2.ListTasksRequest) -> env_pb2.ListTasksResponse:
+        entry = self._env(request.env)
+        limit = request.limit or self.page_size
+        if limit > self.page_size * MAX_PAGE_FACTOR:
+            raise InvalidArgument(f"limit: {limit} is above the largest page ({self.page_size * MAX_PAGE_FACTOR})")
+        if entry.remote:
+            return await self.remotes.list_tasks(entry.spec, request)
+        try:
+            tasks = entry.catalog.tasks(request.split or "train")
+        except TaskNotFound as exc:
+            raise InvalidArgument(f"split: {exc}") from None
+        page = tasks[request.offset : request.offset + limit]
+        return env_pb2.ListTasksResponse(
+            tasks=[task.to_proto(entry.spec.name, request.include_reference) for task in page], total=len(tasks)
+        )
+
+    # --- sessions ------------------------------------------------------------
+
+    async def create_session(self, request: env_pb2.CreateSessionRequest) -> env_pb2.CreateSessionResponse:
+        entry = self._env(request.env)
+        if not request.task_id:
+            raise InvalidArgument("task_id: is empty (see ListTasks for the ids of an environment)")
+        try:
+            session_id = self.sessions.reserve()
+        except SessionLimitReached as exc:
+            raise ResourceExhausted(str(exc)) from None
+        session = Session(session_id, entry.spec.name, entry.spec)
+        if entry.remote:
+            remote = await self.remotes.create_session(entry.spec, request.task_id, request.seed)
+            session.remote_id = remote.session_id
+            observation = remote.observation
+        else:
+            observation = await self._reset(entry, session, request)
+        try:
+            self.sessions.add(session)
+        except SessionLimitReached as exc:
+            await self.close_backend(session)
+            raise ResourceExhausted(str(exc)) from None
+        return env_pb2.CreateSessionResponse(session_id=session.id, observation=observation, spec=entry.spec, ttl_s=self.sessions.ttl_s)
+
+    async def _reset(self, entry: RegisteredEnv, session: Session, request) -> env_pb2.Observation:
+        name = entry.spec.name
+        try:
+            env = entry.new_instance()
+            session.episode = Episode(env, entry.spec.max_turns)
+            messages = await session.episode.reset(request.task_id, request.seed)
+        except TaskNotFound as exc:
+            raise NotFound(f"environment {name!r}: {exc}") from None
+        except ParamError as exc:
+            raise InvalidArgument(f"environment {name!r}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - an environment failure: counted and reported
+            ENV_ERRORS.labels(name, "reset").inc()
+            log.warning("environment %s failed to reset task %s", name, request.task_id, exc_info=True)
+            if session.episode is not None:
+                await session.episode.env.close()
+            failure = FailedPrecondition if entry.env_class.needs_sandbox and entry.context.sandbox is None else Internal
+            raise failure(f"environment {name!r} failed to start task {request.task_id!r}: {type(exc).__name__}: {exc}") from None
+        return env_pb2.Observation(messages=[message.to_proto() for message in messages])
+
+    def _session(self, session_id: str) -> Session:
+        if not session_id:
+            raise InvalidArgument("session_id: is empty")
+        try:
+            return self.sessions.get(session_id)
+        except SessionNotFound as exc:
+            raise NotFound(str(exc)) from None
+
+    async def step(self, request: env_pb2.StepRequest) -> env_pb2.StepResponse:
+        size = len(request.action.text.encode())
+        if size > self.max_action_bytes:
+            raise InvalidArgument(f"action.text: {size} bytes is above the limit of {self.max_action_bytes} (max_action_bytes)")
+        session = self._session(request.session_id)
+        async with session.lock:
+            if session.done:
+                raise FailedPrecondition(f"session {session.id!r} is over (ended at turn {session.turns}); close it and create a new one")
+            if session.episode is not None:
+                response = self._python_response(session, await session.episode.step(request.action.text))
+            else:
+                response = await self._remote_step(session, request.action)
+            session.record(response)
+        self._count(session, response)
+        return response
+
+    def _python_response(self, session: Session, outcome: EpisodeStep) -> env_pb2.StepResponse:
+        response = env_pb2.StepResponse(done=outcome.done, truncated=outcome.truncated, turn=outcome.turn)
+        source = f"env:{session.env}"
+        if outcome.result is None:
+            response.status.CopyFrom(common_pb2.ItemStatus(code=ERROR, message=outcome.error, source=source))
+            return response
+        result = outcome.result
+        response.status.CopyFrom(common_pb2.ItemStatus(code=OK, source=source))
+        response.reward = result.reward
+        response.observation.messages.extend(message.to_proto() for message in outcome.observation)
+        response.info.solved = result.solved
+        if result.process_score is not None:
+            response.info.process_score = result.process_score
+        response.info.metrics.update(result.metrics)
+        response.info.tool_calls.extend(call.to_proto(source) for call in result.tool_calls)
+        return response
+
+    async def _remote_step(self, session: Session, action: env_pb2.Action) -> env_pb2.StepResponse:
+        try:
+            response = await self.remotes.step(session.spec, session.remote_id, action)
+        except Exception:
+            ENV_ERRORS.labels(session.env, "remote").inc()
+            raise
+        # The registered spec's turn limit applies to remote environments too.
+        if not response.done and response.turn >= session.spec.max_turns:
+            response.done = response.truncated = True
+            response.ClearField("observation")
+        return response
+
+    def _count(self, session: Session, response: env_pb2.StepResponse) -> None:
+        status = common_pb2.ItemStatus.Code.Name(response.status.code)
+        STEPS.labels(session.env, status).inc()
+        if response.status.code != OK:
+            ENV_ERRORS.labels(session.env, "step").inc()
+        for call in response.info.tool_calls:
+            TOOL_CALLS.labels(session.env, call.name or "?", common_pb2.ItemStatus.Code.Name(call.status.code)).inc()
+
+    async def close_session(self, session_id: str) -> env_pb2.CloseSessionResponse:
+        if not session_id:
+            raise InvalidArgument("session_id: is empty")
+        try:
+            session = self.sessions.pop(session_id)
+        except SessionNotFound as exc:
+            raise NotFound(str(exc)) from None
+        async with session.lock:
+            await self.close_backend(session)
+        return env_pb2.CloseSessionResponse(turns=session.turns, total_reward=session.total_reward, solved=session.solved)
+
+    async def close_backend(self, session: Session) -> None:
+        """Release what a session holds: its environment, or its remote session."""
+        if session.episode is not None:
+            await session.episode.close()
+        elif session.remote_id:
+            await self.remotes.close_session(session.spec, session.remote_id)
+

@@ -1,0 +1,141 @@
+"""The inference backend interface both engines implement (vLLM and HF transformers).
+
+A backend knows token ids only: prompts arrive rendered and validated, and
+completions leave as sampled ids with the log-probability of each under the
+raw model distribution (temperature 1, before top-k/top-p), so a trainer can
+recompute the same number from the same weights. Versions, admission control
+and request validation live above, in `core.PolicyCore`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+FinishReason = Literal["stop", "length", "abort"]
+
+
+class BackendDead(RuntimeError):
+    """The inference engine is gone (e.g. its process died); only a restart helps."""
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Validated sampling parameters (see `SamplingParams` in policy.proto)."""
+
+    n: int = 1
+    temperature: float = 1.0
+    """0 means greedy."""
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 disables."""
+    max_tokens: int = 16
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    seed: int | None = None
+    """Sample j of a prompt uses seed + j (as vLLM does), so samples differ but replay."""
+    ignore_eos: bool = False
+
+
+@dataclass
+class CompletionResult:
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: FinishReason
+    stop_string: str = ""
+    text: str = ""
+
+
+@dataclass
+class CompletionDelta:
+    """New tokens of one completion since its previous delta; the last has `finish_reason`."""
+
+    prompt_index: int
+    completion_index: int
+    token_ids: list[int]
+    logprobs: list[float]
+    text_delta: str = ""
+    finish_reason: FinishReason | None = None
+    stop_string: str = ""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    max_context: int
+    vocab_size: int
+    eos_token_ids: tuple[int, ...]
+    dtype: str
+    device: str
+
+
+@dataclass
+class WeightsUpdate:
+    """New weights: an HF folder on disk, or tensors already received in memory.
+
+    Tensors use the HF checkpoint's parameter names; the set was checked
+    against the served model (names, shapes) before a backend sees it.
+    """
+
+    path: Path | None = None
+    tensors: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """One inference engine serving one model."""
+
+    name: str
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> ModelInfo: ...
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load the model; after this the backend serves."""
+
+    @abc.abstractmethod
+    async def shutdown(self) -> None: ...
+
+    @abc.abstractmethod
+    async def generate(self, prompts: list[list[int]], sampling: SamplingSpec) -> list[list[CompletionResult]]:
+        """`sampling.n` completions for every prompt, in prompt order then sample order."""
+
+    @abc.abstractmethod
+    def generate_stream(self, prompts: list[list[int]], sampling: SamplingSpec) -> AsyncIterator[CompletionDelta]:
+        """The same, as deltas while tokens are sampled. Closing the iterator aborts the rest."""
+
+    @abc.abstractmethod
+    async def score(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
+        """Teacher-forced log pi(ids[i] | ids[:i]) for i in [prompt_length, len(ids)), per (ids, prompt_length)."""
+
+    @abc.abstractmethod
+    async def load_weights(self, update: WeightsUpdate) -> None:
+        """Replace the weights in place. Called with no request in flight (the core gates them)."""
+
+
+def vllm_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, checkpoint_dtype: str | None, device: str) -> torch.dtype:
+    """The dtype to serve: the configured one, else the checkpoint's (float16 -> bfloat16 on CPU)."""
+    name = (checkpoint_dtype or "float32") if dtype == "auto" else dtype
+    if name == "float16" and device == "cpu":
+        name = "bfloat16"
+    resolved = getattr(torch, name, None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"unsupported dtype {name!r}")
+    return resolved

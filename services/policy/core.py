@@ -1,0 +1,157 @@
+"""The policy service's logic, shared by the gRPC servicer and the OpenAI HTTP API.
+
+PolicyCore owns the backend, the prompt renderer, the weights version and
+admission control. Front ends convert their wire formats to plain values,
+call it, and convert back; validation errors surface as `ServiceError`s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from outrider.config.policy import PolicyServiceConfig
+from outrider.serving import FailedPrecondition, ResourceExhausted, Unavailable
+from outrider.services.policy import validation
+from outrider.services.policy.backend import (
+    Backend,
+    BackendDead,
+    CompletionDelta,
+    CompletionResult,
+    SamplingSpec,
+    WeightsUpdate,
+)
+from outrider.services.policy.prompts import PromptRenderer
+from outrider.services.policy.versioning import VersionGate
+from outrider.services.policy.weights import WeightsSchema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UpdateOutcome:
+    version: int
+    previous_version: int
+    load_seconds: float
+
+
+class PolicyCore:
+    def __init__(self, cfg: PolicyServiceConfig, backend: Backend, renderer: PromptRenderer, schema: WeightsSchema):
+        self.cfg = cfg
+        self.limits = cfg.limits
+        self.backend = backend
+        self.renderer = renderer
+        self.schema = schema
+        self.gate = VersionGate()
+        self._in_flight = 0
+        self._broken: str | None = None
+        self.on_dead: Callable[[], None] = lambda: None
+        """Called once when the backend dies (the server marks its health NOT_SERVING)."""
+
+    @property
+    def model_name(self) -> str:
+        return self.cfg.model_name
+
+    @property
+    def max_context(self) -> int:
+        return self.backend.info.max_context
+
+    @property
+    def version(self) -> int:
+        return self.gate.version
+
+    @property
+    def in_flight(self) -> int:
+        """Admitted Generate/ScoreTokens calls (running or waiting for a weights swap)."""
+        return self._in_flight
+
+    @contextmanager
+    def admitted(self):
+        """Count a call against limits.max_concurrent_requests, or refuse it now."""
+        if self._broken is not None:
+            raise Unavailable(self._broken)
+        if self._in_flight >= self.limits.max_concurrent_requests:
+            raise ResourceExhausted(
+                f"overloaded: {self._in_flight} requests in flight, the limit is "
+                f"{self.limits.max_concurrent_requests} (limits.max_concurrent_requests); retry later"
+            )
+        self._in_flight += 1
+        try:
+            yield
+        except BackendDead as exc:
+            self._mark_dead(str(exc))
+            raise Unavailable(str(exc)) from exc
+        finally:
+            self._in_flight -= 1
+
+    def _mark_dead(self, reason: str) -> None:
+        if self._broken != reason:
+            log.error("backend dead: %s", reason)
+            self._broken = reason
+            self.on_dead()
+
+    def check_prompts(self, prompts: list[list[int]]) -> None:
+        validation.check_prompt_count(len(prompts), self.limits)
+        for i, ids in enumerate(prompts):
+            validation.check_prompt_ids(ids, self.max_context, f"prompts[{i}]")
+
+    async def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> tuple[list[list[CompletionResult]], int]:
+        self.check_prompts(prompts)
+        with self.admitted():
+            async with self.gate.reading() as version:
+                return await self.backend.generate(prompts, spec), version
+
+    async def generate_stream(self, prompts: list[list[int]], spec: SamplingSpec) -> AsyncIterator[tuple[CompletionDelta, int]]:
+        self.check_prompts(prompts)
+        with self.admitted():
+            async with self.gate.reading() as version:
+                stream = self.backend.generate_stream(prompts, spec)
+                try:
+                    async for delta in stream:
+                        yield delta, version
+                finally:
+                    await stream.aclose()
+
+    async def score(self, sequences: list[tuple[list[int], int]]) -> tuple[list[list[float]], int]:
+        validation.check_prompt_count(len(sequences), self.limits, "sequences")
+        for i, (ids, prompt_length) in enumerate(sequences):
+            validation.check_score_sequence(ids, prompt_length, self.max_context, f"sequences[{i}]")
+            self.renderer.check_ids(ids, f"sequences[{i}].token_ids")
+        with self.admitted():
+            async with self.gate.reading() as version:
+                return await self.backend.score(sequences), version
+
+    def check_version(self, version: int) -> None:
+        if version <= self.gate.version:
+            raise FailedPrecondition(
+                f"header.version: {version} is not newer than the served version {self.gate.version}; "
+                "weights versions must increase"
+            )
+
+    async def update_weights(self, version: int, update: WeightsUpdate) -> UpdateOutcome:
+        """Swap weights atomically: in-flight calls finish on the old version first."""
+        self.check_version(version)
+        received = time.perf_counter()
+        async with self.gate.writing():
+            self.check_version(version)  # another update may have won while this one waited
+            previous = self.gate.version
+            try:
+                await self.backend.load_weights(update)
+            except BackendDead as exc:
+                self._mark_dead(str(exc))
+                raise Unavailable(str(exc)) from exc
+            except BaseException as exc:
+                # The weights may be half replaced: serve nothing until a complete update lands.
+                self._broken = (
+                    f"weights update to version {version} failed midway ({type(exc).__name__}: {exc}); "
+                    f"the model is in an unknown state until a weights update succeeds"
+                )
+                raise
+            self._broken = None
+            self.gate.version = version
+        seconds = time.perf_counter() - received
+        log.info("weights version %d -> %d loaded in %.2f s", previous, version, seconds)
+        return UpdateOutcome(version, previous, seconds)

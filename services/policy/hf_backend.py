@@ -1,0 +1,263 @@
+"""HF transformers backend: batched decoding with a KV cache, for machines without vLLM.
+
+One worker thread owns the model. Waiting requests are merged into batches of
+up to `hf.max_batch_rows` rows (a row is one completion of one prompt): each
+distinct prompt is prefilled once, its KV cache is repeated for its n samples,
+and the batch decodes step by step, dropping finished rows from the cache.
+A batch runs to completion before the next one starts (static batching: new
+requests wait for the running batch, unlike vLLM's continuous batching).
+Log-probabilities are log_softmax of the float32 logits: the raw model
+distribution, before temperature and top-k/top-p.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from outrider.services.policy.backend import (
+    Backend,
+    CompletionDelta,
+    CompletionResult,
+    ModelInfo,
+    SamplingSpec,
+    WeightsUpdate,
+)
+from outrider.services.policy.hf_decode import Row, decode_rows
+from outrider.services.policy.weights import read_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class _Job:
+    """One generate call: its rows, and where their deltas/results go."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, prompts: list[list[int]], spec: SamplingSpec, stream: bool):
+        self.loop = loop
+        self.deltas: asyncio.Queue[CompletionDelta | BaseException] | None = asyncio.Queue() if stream else None
+        self.done: asyncio.Future[list[list[CompletionResult]]] = loop.create_future()
+        self.cancelled = False
+        self.remaining = len(prompts) * spec.n
+        self.results: list[list[CompletionResult | None]] = [[None] * spec.n for _ in prompts]
+
+    def emit(self, delta: CompletionDelta) -> None:
+        """Called from the worker thread."""
+        if self.deltas is not None:
+            self.loop.call_soon_threadsafe(self.deltas.put_nowait, delta)
+
+    def finish_row(self, row: Row) -> None:
+        """Called from the worker thread when a row ends."""
+        self.results[row.prompt_index][row.completion_index] = row.result()
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.loop.call_soon_threadsafe(self._resolve)
+
+    def fail(self, exc: BaseException) -> None:
+        self.loop.call_soon_threadsafe(self._reject, exc)
+
+    def _resolve(self) -> None:
+        if not self.done.done():
+            self.done.set_result(self.results)  # type: ignore[arg-type]
+
+    def _reject(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+        if self.deltas is not None:
+            self.deltas.put_nowait(exc)
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        dtype: torch.dtype,
+        device: str,
+        max_context: int,
+        eos_token_ids: tuple[int, ...],
+        vocab_size: int,
+        tokenizer,
+        seed: int,
+        max_batch_rows: int,
+        score_batch_tokens: int,
+    ):
+        self.model_dir = model_dir
+        self.dtype = dtype
+        self.device = device
+        self.max_context = max_context
+        self.eos_token_ids = eos_token_ids
+        self.vocab_size = vocab_size
+        self.tokenizer = tokenizer
+        self.max_batch_rows = max_batch_rows
+        self.score_batch_tokens = score_batch_tokens
+        self._seeds = torch.Generator().manual_seed(seed)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-backend")
+        self._pending: deque[tuple[_Job, Row]] = deque()
+        self._running: list[_Job] = []
+        self._wakeup: asyncio.Event | None = None
+        self._scheduler: asyncio.Task | None = None
+        self.model = None
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            self.max_context, self.vocab_size, self.eos_token_ids, str(self.dtype).removeprefix("torch."), self.device
+        )
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        self._wakeup = asyncio.Event()
+        self._scheduler = asyncio.create_task(self._schedule(), name="hf-scheduler")
+
+    def _load(self) -> None:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=self.dtype)
+        self.model = model.to(self.device).eval()
+        log.info("hf backend: loaded %s (%s on %s)", self.model_dir, self.dtype, self.device)
+
+    async def shutdown(self) -> None:
+        # Rows of a running batch see `cancelled` at their next step and end as "abort".
+        for job in self._running:
+            job.cancelled = True
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        for job, _ in self._pending:
+            job.fail(RuntimeError("the policy service is shutting down"))
+        self._pending.clear()
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+
+    def _submit(self, prompts: list[list[int]], spec: SamplingSpec, stream: bool) -> _Job:
+        job = _Job(asyncio.get_running_loop(), prompts, spec, stream)
+        for p, prompt in enumerate(prompts):
+            budget = min(spec.max_tokens, self.max_context - len(prompt))
+            for j in range(spec.n):
+                seed = spec.seed + j if spec.seed is not None else secrets.randbits(63)
+                generator = torch.Generator(device=self.device).manual_seed(seed)
+                self._pending.append((job, Row(p, j, prompt, spec, budget, generator)))
+        assert self._wakeup is not None, "backend not started"
+        self._wakeup.set()
+        return job
+
+    async def generate(self, prompts: list[list[int]], sampling: SamplingSpec) -> list[list[CompletionResult]]:
+        job = self._submit(prompts, sampling, stream=False)
+        try:
+            return await asyncio.shield(job.done)
+        except asyncio.CancelledError:
+            job.cancelled = True
+            raise
+
+    async def generate_stream(self, prompts: list[list[int]], sampling: SamplingSpec) -> AsyncIterator[CompletionDelta]:
+        job = self._submit(prompts, sampling, stream=True)
+        assert job.deltas is not None
+        finished = 0
+        try:
+            while finished < len(prompts) * sampling.n:
+                item = await job.deltas.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item.finish_reason is not None:
+                    finished += 1
+                yield item
+        finally:
+            job.cancelled = finished < len(prompts) * sampling.n
+
+    async def _schedule(self) -> None:
+        """Take up to max_batch_rows waiting rows, decode them, repeat."""
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = []
+                while self._pending and len(batch) < self.max_batch_rows:
+                    job, row = self._pending.popleft()
+                    if job.cancelled:
+                        row.finish("abort")
+                        job.finish_row(row)
+                        continue
+                    batch.append((job, row))
+                if batch:
+                    self._running = list({id(job): job for job, _ in batch}.values())
+                    try:
+                        await loop.run_in_executor(self._executor, self._run_batch, batch)
+                    finally:
+                        self._running = []
+
+    def _run_batch(self, batch: list[tuple[_Job, Row]]) -> None:
+        jobs = {id(job): job for job, _ in batch}
+        owners = {id(row): job for job, row in batch}
+        try:
+            decode_rows(
+                self.model,
+                [row for _, row in batch],
+                device=self.device,
+                eos_token_ids=self.eos_token_ids,
+                tokenizer=self.tokenizer,
+                is_cancelled=lambda row: owners[id(row)].cancelled,
+                on_delta=lambda row, delta: owners[id(row)].emit(delta),
+                on_finish=lambda row: owners[id(row)].finish_row(row),
+            )
+        except Exception as exc:  # noqa: BLE001 - the callers get the failure, the worker lives on
+            log.exception("hf backend: batch failed")
+            for job in jobs.values():
+                job.fail(exc)
+
+    async def score(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._score, sequences)
+
+    @torch.inference_mode()
+    def _score(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
+        """Right-padded forward passes (padding after a sequence cannot change its causal
+        logits), in groups of similar length whose rows x longest stays under score_batch_tokens."""
+        results: list[list[float]] = [[] for _ in sequences]
+        groups: list[list[int]] = [[]]
+        for index in sorted(range(len(sequences)), key=lambda i: len(sequences[i][0])):
+            if groups[-1] and (len(groups[-1]) + 1) * len(sequences[index][0]) > self.score_batch_tokens:
+                groups.append([])
+            groups[-1].append(index)
+        for group in groups:
+            for index, logprobs in zip(group, self._score_group([sequences[i] for i in group])):
+                results[index] = logprobs
+        return results
+
+    def _score_group(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
+        width = max(len(ids) for ids, _ in sequences)
+        ids = torch.zeros((len(sequences), width), dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, (tokens, _) in enumerate(sequences):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        scored = []
+        for row, (tokens, prompt_length) in enumerate(sequences):
+            targets = torch.tensor(tokens[prompt_length:], dtype=torch.long, device=self.device)
+            # position i holds the distribution of token i + 1
+            window = logprobs[row, prompt_length - 1 : len(tokens) - 1]
+            scored.append(window.gather(-1, targets.unsqueeze(-1)).squeeze(-1).tolist())
+        return scored
+
+    async def load_weights(self, update: WeightsUpdate) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load_weights, update)
+
+    @torch.inference_mode()
+    def _load_weights(self, update: WeightsUpdate) -> None:
+        tensors = read_checkpoint(update.path) if update.path is not None else dict(update.tensors)
+        missing, unexpected = self.model.load_state_dict(tensors, strict=False)
+        tied = {name for name in missing if name.endswith("lm_head.weight") and self.model.config.tie_word_embeddings}
+        if unexpected or set(missing) - tied:
+            # The schema check upstream makes this unreachable for well-formed models.
+            raise RuntimeError(f"weights did not match the model: missing {missing}, unexpected {unexpected}")

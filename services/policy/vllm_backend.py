@@ -1,0 +1,272 @@
+"""vLLM backend: the async engine (`AsyncLLM`) with continuous batching.
+
+Each prompt is one engine request with `n` samples; requests of all callers
+share the engine's running batch. Log-probabilities come from vLLM's
+`raw_logprobs` mode: log_softmax of the raw logits, before temperature and
+top-k/top-p, the same quantity the HF backend and ScoreTokens return.
+
+ScoreTokens is served from the engine's own weights with `prompt_logprobs`
+(teacher-forced log-probabilities of every prompt token). The sequence's last
+token is scored through `logprob_token_ids` at the first sampling step, so a
+sequence of exactly `max_context` tokens fits the engine.
+
+Weights updates reload in place through vLLM's layerwise `reload_weights`
+(run in every worker by `vllm_worker.OutriderWorkerExtension`), then reset
+the prefix cache so no KV block computed with old weights is reused.
+Streamed tensors are written to a temporary safetensors folder first: the
+workers are other processes and read the folder themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import torch
+
+from outrider.models import cache_root
+from outrider.services.policy.backend import (
+    Backend,
+    BackendDead,
+    CompletionDelta,
+    CompletionResult,
+    ModelInfo,
+    SamplingSpec,
+    WeightsUpdate,
+)
+from outrider.services.policy.weights import save_folder
+
+log = logging.getLogger(__name__)
+
+WORKER_EXTENSION = "outrider.services.policy.vllm_worker.OutriderWorkerExtension"
+_FINISH = {"stop": "stop", "length": "length", "abort": "abort"}
+
+
+class VLLMBackend(Backend):
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        dtype: torch.dtype,
+        device: str,
+        max_context: int,
+        eos_token_ids: tuple[int, ...],
+        vocab_size: int,
+        seed: int,
+        options,
+    ):
+        self.model_dir = model_dir
+        self.dtype = dtype
+        self.device = device
+        self.max_context = max_context
+        self.eos_token_ids = eos_token_ids
+        self.vocab_size = vocab_size
+        self.seed = seed
+        self.options = options
+        self.engine = None
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            self.max_context, self.vocab_size, self.eos_token_ids, str(self.dtype).removeprefix("torch."), self.device
+        )
+
+    def engine_args(self):
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        cpu_only = {}
+        if self.device == "cpu":
+            # vLLM 0.32 on CPU kills its engine when a seeded request's prefill is chunked
+            # (it rewinds the request's generator with `set_offset`, which CPU generators lack).
+            # Whole-prompt prefills avoid that path; the token budget must then hold a full context.
+            cpu_only = dict(enable_chunked_prefill=False, max_num_batched_tokens=max(self.max_context, 4096))
+        return AsyncEngineArgs(
+            model=str(self.model_dir),
+            tokenizer=str(self.model_dir),
+            dtype=str(self.dtype).removeprefix("torch."),
+            max_model_len=self.max_context,
+            seed=self.seed,
+            enforce_eager=self.options.enforce_eager,
+            enable_prefix_caching=self.options.enable_prefix_caching,
+            max_num_seqs=self.options.max_num_seqs,
+            tensor_parallel_size=self.options.tensor_parallel_size,
+            gpu_memory_utilization=self.options.gpu_memory_utilization,
+            logprobs_mode="raw_logprobs",
+            worker_extension_cls=WORKER_EXTENSION,
+            disable_log_stats=True,
+            **cpu_only,
+        )
+
+    async def start(self) -> None:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        if self.device == "cpu":
+            # Read by the engine process at start; vLLM's default share of RAM fails on small hosts.
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kv_cache_gib)
+        # Blocks for the engine start (seconds; nothing is served yet). Not moved to a thread:
+        # the engine client binds its asyncio machinery to the loop it is created in.
+        self.engine = AsyncLLM.from_engine_args(self.engine_args())
+        log.info("vllm backend: engine up for %s (%s on %s)", self.model_dir, self.dtype, self.device)
+
+    async def shutdown(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
+
+    def _params(self, spec: SamplingSpec, prompt_len: int, output_kind):
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=_engine_n(spec),
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            top_k=spec.top_k,
+            max_tokens=min(spec.max_tokens, self.max_context - prompt_len),
+            stop=list(spec.stop) or None,
+            stop_token_ids=list(spec.stop_token_ids) or None,
+            seed=spec.seed,
+            ignore_eos=spec.ignore_eos,
+            logprobs=0,
+            skip_special_tokens=True,
+            output_kind=output_kind,
+        )
+
+    async def _run(self, prompt: list[int], params) -> AsyncIterator:
+        from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        assert self.engine is not None, "backend not started"
+        try:
+            async for output in self.engine.generate(TokensPrompt(prompt_token_ids=prompt), params, uuid.uuid4().hex):
+                yield output
+        except EngineDeadError as exc:
+            raise BackendDead(f"the vLLM engine died ({exc}); the policy service must be restarted") from exc
+
+    async def generate(self, prompts: list[list[int]], sampling: SamplingSpec) -> list[list[CompletionResult]]:
+        from vllm.sampling_params import RequestOutputKind
+
+        async def one(prompt: list[int]) -> list[CompletionResult]:
+            final = None
+            async for output in self._run(prompt, self._params(sampling, len(prompt), RequestOutputKind.FINAL_ONLY)):
+                final = output
+            assert final is not None
+            results = [_result(c) for c in sorted(final.outputs, key=lambda c: c.index)]
+            return results * (sampling.n // len(results))
+
+        return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+    async def generate_stream(self, prompts: list[list[int]], sampling: SamplingSpec) -> AsyncIterator[CompletionDelta]:
+        from vllm.sampling_params import RequestOutputKind
+
+        queue: asyncio.Queue[CompletionDelta | BaseException | None] = asyncio.Queue()
+
+        async def pump(index: int, prompt: list[int]) -> None:
+            try:
+                params = self._params(sampling, len(prompt), RequestOutputKind.DELTA)
+                copies = sampling.n // _engine_n(sampling)
+                async for output in self._run(prompt, params):
+                    for c in output.outputs:
+                        for j in range(copies):
+                            await queue.put(_delta(index, c, completion_index=c.index + j))
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                await queue.put(exc)
+            finally:
+                await queue.put(None)
+
+        tasks = [asyncio.create_task(pump(i, p)) for i, p in enumerate(prompts)]
+        done = 0
+        try:
+            while done < len(tasks):
+                item = await queue.get()
+                if item is None:
+                    done += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def score(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
+        return list(await asyncio.gather(*(self._score_one(ids, start) for ids, start in sequences)))
+
+    async def _score_one(self, ids: list[int], prompt_length: int) -> list[float]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        if prompt_length == len(ids):
+            return []
+        params = SamplingParams(
+            max_tokens=1, temperature=0.0, prompt_logprobs=0, logprob_token_ids=[ids[-1]],
+            output_kind=RequestOutputKind.FINAL_ONLY, detokenize=False,
+        )
+        final = None
+        async for output in self._run(ids[:-1], params):
+            final = output
+        assert final is not None and final.prompt_logprobs is not None
+        # prompt_logprobs[i] is the distribution at position i given ids[:i] (None for i = 0).
+        scores = [final.prompt_logprobs[i][ids[i]].logprob for i in range(prompt_length, len(ids) - 1)]
+        scores.append(final.outputs[0].logprobs[0][ids[-1]].logprob)
+        return scores
+
+    async def load_weights(self, update: WeightsUpdate) -> None:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        assert self.engine is not None, "backend not started"
+        staging = None
+        try:
+            if update.path is not None:
+                path = update.path
+            else:
+                staging = Path(tempfile.mkdtemp(prefix="weights-", dir=_staging_root()))
+                await asyncio.to_thread(save_folder, update.tensors.items(), staging)
+                path = staging
+            await self.engine.collective_rpc("outrider_reload_weights", args=(str(path),))
+            await self.engine.reset_prefix_cache()
+        except EngineDeadError as exc:
+            raise BackendDead(f"the vLLM engine died during a weights update ({exc})") from exc
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _staging_root() -> Path:
+    root = cache_root() / "weights-staging"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _logprobs(completion) -> list[float]:
+    return [entry[token].logprob for token, entry in zip(completion.token_ids, completion.logprobs or [])]
+
+
+def _result(completion) -> CompletionResult:
+    stop = completion.stop_reason if isinstance(completion.stop_reason, str) else ""
+    return CompletionResult(
+        list(completion.token_ids), _logprobs(completion), _FINISH.get(completion.finish_reason, "abort"), stop,
+        completion.text,
+    )
+
+
+def _engine_n(spec: SamplingSpec) -> int:
+    """vLLM refuses n > 1 with greedy sampling; greedy samples are identical, so one is
+    computed and copied."""
+    return 1 if spec.temperature == 0 else spec.n
+
+
+def _delta(prompt_index: int, completion, completion_index: int) -> CompletionDelta:
+    finish = _FINISH.get(completion.finish_reason, "abort") if completion.finish_reason else None
+    stop = completion.stop_reason if isinstance(completion.stop_reason, str) else ""
+    return CompletionDelta(
+        prompt_index, completion_index, list(completion.token_ids), _logprobs(completion), completion.text, finish, stop
+    )

@@ -1,0 +1,211 @@
+"""Weights updates: HF checkpoint folders and streamed `TensorChunk`s, checked before loading.
+
+An update must name exactly the tensors of the served model's checkpoint with
+the same shapes (dtypes may differ: they are cast on load). A tied output
+embedding (`lm_head.weight` when `tie_word_embeddings`) is accepted and
+dropped, since `state_dict()` of a tied HF model lists it while its
+checkpoint does not. Anything else is refused with INVALID_ARGUMENT before a
+single weight changes, so a bad push never leaves a half-updated model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from outrider.proto.v1 import common_pb2
+from outrider.serving import InvalidArgument, NotFound
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TIED_OUTPUT = "lm_head.weight"
+DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def _weight_files(folder: Path) -> tuple[list[Path], str]:
+    files = sorted(folder.glob("*.safetensors"))
+    if files:
+        return files, "safetensors"
+    files = sorted(p for p in folder.glob("*.bin") if p.name != "training_args.bin")
+    if files:
+        return files, "bin"
+    raise InvalidArgument(f"checkpoint_path: {folder} holds no *.safetensors or *.bin weight files")
+
+
+def checkpoint_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of an HF checkpoint folder, without loading the data."""
+    files, kind = _weight_files(folder)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        if kind == "safetensors":
+            with safe_open(str(file), "pt") as handle:
+                for name in handle.keys():
+                    shapes[name] = tuple(handle.get_slice(name).get_shape())
+        else:
+            state = torch.load(file, map_location="meta", weights_only=True)
+            shapes.update({name: tuple(t.shape) for name, t in state.items()})
+    return shapes
+
+
+def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of an HF checkpoint folder, on CPU."""
+    files, kind = _weight_files(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        if kind == "safetensors":
+            with safe_open(str(file), "pt") as handle:
+                tensors.update({name: handle.get_tensor(name) for name in handle.keys()})
+        else:
+            tensors.update(torch.load(file, map_location="cpu", weights_only=True))
+    return tensors
+
+
+def ties_embeddings(model_dir: Path) -> bool:
+    config = json.loads((model_dir / "config.json").read_text())
+    return bool(config.get("tie_word_embeddings", False))
+
+
+@dataclass
+class WeightsSchema:
+    """What an update must contain: the served checkpoint's tensor names and shapes."""
+
+    shapes: dict[str, tuple[int, ...]]
+    tied_output: bool
+
+    @classmethod
+    def of(cls, model_dir: Path) -> WeightsSchema:
+        return cls(checkpoint_shapes(model_dir), ties_embeddings(model_dir))
+
+    def check(self, given: Mapping[str, tuple[int, ...]], where: str) -> list[str]:
+        """Raise InvalidArgument unless `given` matches; return names to drop (tied output)."""
+        drop = [TIED_OUTPUT] if self.tied_output and TIED_OUTPUT in given and TIED_OUTPUT not in self.shapes else []
+        unknown = sorted(set(given) - set(self.shapes) - set(drop))
+        missing = sorted(set(self.shapes) - set(given))
+        wrong = [
+            f"{name} has shape {list(given[name])}, the model needs {list(shape)}"
+            for name, shape in self.shapes.items()
+            if name in given and tuple(given[name]) != tuple(shape)
+        ]
+        problems = []
+        if unknown:
+            problems.append(f"{len(unknown)} tensors the model does not have: {_some(unknown)}")
+        if missing:
+            problems.append(f"{len(missing)} of the model's tensors are missing (updates must be complete): {_some(missing)}")
+        if wrong:
+            problems.append("; ".join(wrong[:5]) + (f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""))
+        if problems:
+            raise InvalidArgument(f"{where}: " + "; ".join(problems))
+        return drop
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def check_checkpoint_folder(path_text: str) -> Path:
+    """A readable HF folder for `WeightsHeader.checkpoint_path`, or NOT_FOUND/INVALID_ARGUMENT."""
+    if not path_text:
+        raise InvalidArgument("header.checkpoint_path: empty path")
+    path = Path(path_text).expanduser()
+    if not path.is_dir():
+        raise NotFound(f"header.checkpoint_path: {path} is not a folder readable by the policy service")
+    return path.resolve()
+
+
+@dataclass
+class _Pending:
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    buffer: bytearray
+    filled: int = 0
+
+
+@dataclass
+class TensorAssembler:
+    """Rebuilds tensors from `TensorChunk`s (consecutive chunks, increasing offsets)."""
+
+    max_total_bytes: int
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _bytes: int = 0
+
+    def add(self, chunk: common_pb2.TensorChunk, index: int) -> None:
+        where = f"chunk {index} ({chunk.name or '<no name>'})"
+        if not chunk.name:
+            raise InvalidArgument(f"{where}: name is empty")
+        if chunk.name in self.tensors:
+            raise InvalidArgument(f"{where}: tensor {chunk.name} was already complete")
+        pending = self._pending.get(chunk.name)
+        if pending is None:
+            pending = self._start(chunk, where)
+        elif tuple(chunk.shape) != pending.shape or DTYPES.get(chunk.dtype) != pending.dtype:
+            raise InvalidArgument(f"{where}: shape/dtype differ from the tensor's first chunk")
+        if chunk.offset != pending.filled:
+            raise InvalidArgument(f"{where}: offset {chunk.offset}, expected {pending.filled} (chunks must be consecutive)")
+        end = pending.filled + len(chunk.data)
+        if end > len(pending.buffer):
+            raise InvalidArgument(f"{where}: data runs past total_bytes {len(pending.buffer)}")
+        pending.buffer[pending.filled : end] = chunk.data
+        pending.filled = end
+        if end == len(pending.buffer):
+            del self._pending[chunk.name]
+            flat = torch.frombuffer(pending.buffer, dtype=torch.uint8) if pending.buffer else torch.empty(0, dtype=torch.uint8)
+            self.tensors[chunk.name] = flat.view(pending.dtype).reshape(pending.shape)
+
+    def _start(self, chunk: common_pb2.TensorChunk, where: str) -> _Pending:
+        dtype = DTYPES.get(chunk.dtype)
+        if dtype is None:
+            raise InvalidArgument(f"{where}: dtype {chunk.dtype!r} is not one of {', '.join(DTYPES)}")
+        if any(d < 0 for d in chunk.shape):
+            raise InvalidArgument(f"{where}: negative dimension in shape {list(chunk.shape)}")
+        numel = 1
+        for d in chunk.shape:
+            numel *= d
+        expected = numel * torch.empty((), dtype=dtype).element_size()
+        if chunk.total_bytes != expected:
+            raise InvalidArgument(f"{where}: total_bytes {chunk.total_bytes} != {expected} for shape {list(chunk.shape)} {chunk.dtype}")
+        self._bytes += expected
+        if self._bytes > self.max_total_bytes:
+            raise InvalidArgument(f"{where}: the update exceeds {self.max_total_bytes} bytes, more than the model holds")
+        pending = _Pending(tuple(chunk.shape), dtype, bytearray(expected))
+        self._pending[chunk.name] = pending
+        return pending
+
+    def finish(self, expected_count: int) -> dict[str, torch.Tensor]:
+        if self._pending:
+            raise InvalidArgument(f"stream ended with incomplete tensors: {_some(sorted(self._pending))}")
+        if len(self.tensors) != expected_count:
+            raise InvalidArgument(f"header.streamed_tensors is {expected_count}, but {len(self.tensors)} tensors arrived")
+        return self.tensors
+
+
+def tensor_chunks(state_dict: Mapping[str, torch.Tensor], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[common_pb2.TensorChunk]:
+    """Split tensors into `TensorChunk`s of at most `chunk_bytes` data each."""
+    names = {dtype: name for name, dtype in DTYPES.items()}
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if tensor.dtype not in names:
+            raise ValueError(f"{name}: dtype {tensor.dtype} cannot be streamed; use one of {', '.join(DTYPES)}")
+        raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+        offset = 0
+        while True:
+            piece = raw[offset : offset + chunk_bytes]
+            yield common_pb2.TensorChunk(
+                name=name, shape=list(tensor.shape), dtype=names[tensor.dtype],
+                offset=offset, total_bytes=len(raw), data=piece,
+            )
+            offset += len(piece)
+            if offset >= len(raw):
+                break
+
+
+def save_folder(tensors: Iterable[tuple[str, torch.Tensor]], folder: Path) -> None:
+    """Write tensors as one safetensors file (how the vLLM backend hands streamed weights to its workers)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({name: t.contiguous() for name, t in tensors}, str(folder / "model.safetensors"), metadata={"format": "pt"})

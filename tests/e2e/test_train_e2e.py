@@ -1,0 +1,192 @@
+"""`outrider train` end to end: real services, Redis, Celery workers and DeepSpeed learner.
+
+The task is the toy `vowels` environment (tests/testkit/toy_env.py) with the
+character-level tiny random model, so that learning shows within minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from testkit.e2e import run_metrics, toy_run_config, train_process
+
+pytestmark = pytest.mark.slow
+
+
+def _finish(process, timeout: float = 600) -> str:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except Exception:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f"`outrider train` did not finish in {timeout} s:\n{output[-5000:]}") from None
+    return output
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, grandchildren, ...)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def _wait_step(run_dir: Path, step: int, process, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(m["step"] >= step for m in run_metrics(run_dir)):
+        assert process.poll() is None, process.stdout.read()[-5000:]
+        assert time.monotonic() < deadline, f"no step {step} within {timeout} s"
+        time.sleep(0.5)
+
+
+def _group_rewards(run_dir: Path) -> dict[str, float]:
+    records = [json.loads(line) for line in (run_dir / "rollouts.jsonl").read_text().splitlines()]
+    return {r["group_id"]: statistics.fmean(r["rewards"]) for r in records if r.get("rewards")}
+
+
+def test_agent_learns_the_toy_task(tmp_path):
+    config = toy_run_config(tmp_path, "learn", learner={"max_steps": 15})
+    output = _finish(train_process(config))
+    assert "ledger: " in output and ", 0 lost" in output, output[-3000:]
+    run_dir = tmp_path / "runs" / "learn"
+    rewards = [m["reward_mean"] for m in run_metrics(run_dir)]
+    assert len(rewards) == 15
+    first, last = statistics.fmean(rewards[:5]), statistics.fmean(rewards[-5:])
+    # Threshold from the baseline's own noise: the spread of group-mean rewards
+    # in the first 5 steps (4 groups each) gives the standard error of a
+    # 5-step mean; a policy that does not learn moves the mean by about that
+    # much. Learning must move it by 6 standard errors of the difference, and
+    # by at least 0.1 (out of 1).
+    early = list(_group_rewards(run_dir).values())[:20]
+    standard_error = statistics.stdev(early) / math.sqrt(len(early))
+    margin = max(0.1, 6 * math.sqrt(2) * standard_error)
+    assert last - first > margin, (first, last, margin)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["ledger"]["trained_twice"] == 0 and summary["ledger"]["lost"] == 0
+
+    report = subprocess.run(
+        [sys.executable, "-m", "outrider.cli.main", "report", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert report.returncode == 0, report.stderr
+    page = (run_dir / "report" / "index.html").read_text()
+    for curve in ("reward_mean.png", "entropy.png", "actor_loss.png"):
+        assert (run_dir / "report" / curve).stat().st_size > 1000 and curve in page
+    assert "reward (first 3 → last 3 steps)" in page and "ledger" in page
+
+
+def test_killed_worker_and_learner_lose_nothing_and_train_nothing_twice(tmp_path):
+    config = toy_run_config(tmp_path, "faults", learner={"max_steps": 10})
+    process = train_process(config)
+    run_dir = tmp_path / "runs" / "faults"
+    try:
+        _wait_step(run_dir, 2, process)
+        worker = next(p for p in _descendants(process.pid) if "celery" in _cmdline(p) and "rollout0@" in _cmdline(p))
+        os.kill(worker, signal.SIGKILL)
+        _wait_step(run_dir, 5, process)
+        learner = next(p for p in _descendants(process.pid) if "torch.distributed.run" in _cmdline(p))
+        os.killpg(learner, signal.SIGKILL)  # torchrun and its rank
+        output = _finish(process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["restarts"] == {"rollout-worker-0": [-9], "learner": [-9]}, output[-3000:]
+    ledger = summary["ledger"]
+    assert ledger["lost"] == 0 and ledger["trained_twice"] == 0 and ledger["trained_unknown"] == 0, ledger
+    assert ledger["trained"] == 10 * 4, "every step trained a full step of distinct groups"
+    assert ledger["produced"] == ledger["trained"] + ledger["queued"] + ledger["dead_lettered"] + ledger["committed_untrained"]
+    assert [m["step"] for m in run_metrics(run_dir)][-1] == 10
+
+
+def test_ppo_with_a_value_critic_runs_and_the_critic_learns(tmp_path):
+    learner = {
+        "max_steps": 6,
+        "critic": {"enabled": True, "optimizer": {"lr": 3e-3}},
+        "algorithm": {"advantage": {"name": "gae", "params": {"gamma": 1.0, "lam": 0.95}}, "epochs": 2},
+    }
+    rollout = {"reward": {"steps": "env"}}
+    config = toy_run_config(tmp_path, "ppo", learner=learner, rollout=rollout)
+    output = _finish(train_process(config))
+    metrics = run_metrics(tmp_path / "runs" / "ppo")
+    assert len(metrics) == 6, output[-3000:]
+    losses = [m["critic/loss"] for m in metrics]
+    assert statistics.fmean(losses[-2:]) < 0.5 * statistics.fmean(losses[:2]), losses
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "message"),
+    [
+        ({"rollout": {"envs": ["vowelz"]}}, "rollout.envs[0]", "unknown environment 'vowelz'"),
+        ({"learner": {"algorithm": {"advantage": {"name": "grpoo"}}}}, "learner.algorithm.advantage", "unknown advantage 'grpoo'"),
+        ({"policy": {"model": "no-such-model"}}, "policy.model", "'no-such-model' is neither a built-in model"),
+    ],
+)
+def test_a_bad_config_fails_before_anything_starts(tmp_path, override, field, message):
+    config = toy_run_config(tmp_path, "bad", **override)
+    started = time.monotonic()
+    process = train_process(config)
+    output = _finish(process, timeout=60)
+    assert process.returncode == 1
+    assert f"{field}: " in output and message in output, output
+    assert not (tmp_path / "runs" / "bad").exists(), "nothing was started"
+    assert time.monotonic() - started < 30
+
+
+def test_a_dying_service_is_named_and_the_run_stops_without_orphans(tmp_path):
+    config = toy_run_config(tmp_path, "dies", learner={"max_steps": 50})
+    process = train_process(config)
+    run_dir = tmp_path / "runs" / "dies"
+    try:
+        _wait_step(run_dir, 1, process)
+        everything = _descendants(process.pid)
+        env_service = next(p for p in everything if "outrider.services.env.main" in _cmdline(p))
+        os.kill(env_service, signal.SIGKILL)
+        output = _finish(process, timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 1
+    assert re.search(r"service 'env' \(pid \d+\) stopped: killed by signal 9", output), output[-3000:]
+    assert _alive(everything) == [], [(_cmdline(p)) for p in _alive(everything)]

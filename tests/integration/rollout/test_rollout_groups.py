@@ -1,0 +1,101 @@
+"""Rollout groups against real policy (HF backend) and env services."""
+
+from __future__ import annotations
+
+import pytest
+
+from outrider.config import parse_config
+from outrider.proto.v1.common_pb2 import ChatMessage, Conversation
+from outrider.rollout.episodes import GroupPlayer, build_group
+from outrider.rollout.rewards import assign_rewards
+from outrider.rollout.tokens import ObservationTokens
+from outrider.services.env.client import EnvClient
+from outrider.services.policy.client import PolicyClient
+from outrider.stack import LocalStack
+from outrider.transport import group_problem
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rollout")
+    run = parse_config(
+        {
+            "name": "rollout",
+            "output_dir": str(root),
+            "stack": {"services": ["policy", "env"]},
+            "policy": {"backend": "hf", "model": "tiny-random", "dtype": "float32", "http_port": None},
+            "env": {"builtin_envs": ["math", "guess-number"]},
+        }
+    )
+    with LocalStack(run, root / "stack") as stack:
+        addresses = stack.addresses()
+        with PolicyClient(addresses["policy"]) as policy, EnvClient(addresses["env"]) as env:
+            yield policy, env
+
+
+def test_observation_tokens_continue_the_chat_template_exactly(services):
+    policy, _ = services
+    observations = ObservationTokens(policy)
+    system = ChatMessage(role="user", content="What is 2 + 2?")
+    reply = "It is 5."
+    feedback = [ChatMessage(role="user", content="5 is not correct. Try again.")]
+    prompt = policy.apply_chat_template([Conversation(messages=[system], add_generation_prompt=True)]).tokens[0].ids
+    eos = policy.info().eos_token_ids[0]
+    completion = policy.tokenize([reply])[0] + [eos]
+    after = observations.after_completion(eos, feedback)
+    whole = Conversation(messages=[system, ChatMessage(role="assistant", content=reply), *feedback], add_generation_prompt=True)
+    expected = list(policy.apply_chat_template([whole]).tokens[0].ids)
+    # Rendering everything at once gives the same ids as prompt + sampled + environment tokens.
+    assert list(prompt) + completion + after == expected
+    # A completion cut off by max_tokens gets the end-of-turn token from the environment side.
+    cut = observations.after_completion(None, feedback)
+    assert cut[0] == eos and cut[1:] == after
+
+
+def test_groups_keep_sampled_tokens_and_their_logprobs_and_mask_the_environment(services):
+    policy, env = services
+    rollout = parse_config({"rollout": {"group_size": 4, "sampling": {"max_tokens": 16}}}).rollout
+    player = GroupPlayer(policy, env, rollout)
+    task = env.list_tasks("math", split="train", limit=1, include_reference=True)[0]
+    episodes = player.play(task)
+    assign_rewards(task, episodes, rollout.reward)
+    result = build_group(task, "rollout-test-1", episodes)
+    group = result.group
+    assert result.errors == [] and group_problem(group) is None
+    assert len(group.trajectories) == 4
+    for trajectory in group.trajectories:
+        ids, mask = list(trajectory.token_ids), list(trajectory.loss_mask)
+        assert 1 <= len(trajectory.turns) <= 3  # math allows 3 tries
+        covered = set()
+        for turn in trajectory.turns:
+            span = range(turn.start, turn.start + turn.completion_length)
+            assert all(mask[i] for i in span)
+            covered |= set(span)
+            environment = range(span.stop, span.stop + turn.observation_length)
+            assert not any(mask[i] for i in environment)
+        assert covered == {i for i, m in enumerate(mask) if m}, "the mask is exactly the sampled tokens"
+        # The sampler's logprobs of its own tokens equal the teacher-forced ones.
+        for turn in trajectory.turns:
+            end = turn.start + turn.completion_length
+            scored = policy.score_tokens([(ids[:end], turn.start)]).sequences[0].logprobs
+            assert max(abs(a - b) for a, b in zip(scored, trajectory.logprobs[turn.start : end])) < 1e-4
+        # A tiny random model never answers right: reward 0, not solved, feedback each turn.
+        assert trajectory.outcome_reward == 0.0 and not trajectory.solved
+
+
+def test_env_process_signals_become_shaped_step_rewards(services):
+    policy, env = services
+    rollout = parse_config({"rollout": {"group_size": 2, "sampling": {"max_tokens": 8}, "max_turns": 3, "reward": {"steps": "env"}}}).rollout
+    player = GroupPlayer(policy, env, rollout)
+    task = env.list_tasks("guess-number", split="train", limit=1)[0]
+    episodes = player.play(task)
+    assign_rewards(task, episodes, rollout.reward)
+    for episode in episodes:
+        scores = [s for s in episode.process_scores if s is not None]
+        assert [r.score for r in episode.step_rewards] == scores
+        # r_t = s_t − s_{t−1}: the rewards telescope to the last score.
+        assert sum(r.reward for r in episode.step_rewards) == pytest.approx(scores[-1] if scores else 0.0, abs=1e-12)
+        for turn, step in zip(episode.turns, episode.step_rewards):
+            assert step.token_index == turn.start + turn.completion_length - 1
