@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from outrider.models.toy import build_tiny_random_chars, save_tiny_random_llama
+
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -76,39 +78,11 @@ def build_smollm2(out: Path) -> None:
 
 
 def build_tiny_random(out: Path, tokenizer_dir: Path) -> None:
-    """A 2-layer Llama (head_dim 64, as vLLM's CPU attention supports) with seed-0 weights."""
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    """A 2-layer random Llama over SmolLM2's tokenizer (see `save_tiny_random_llama`)."""
+    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=64,
-        max_position_embeddings=2048,
-        # Wider than the usual 0.02 so next-token distributions are peaked:
-        # greedy choices then have clear margins instead of near-ties.
-        initializer_range=0.2,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.float32)
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
-    )
-    model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    save_tiny_random_llama(out, AutoTokenizer.from_pretrained(str(tokenizer_dir)))
 
-
-from outrider.models.toy import build_tiny_random_chars  # noqa: E402 - a builder like the ones above
 
 # name -> (folder name in the cache, builder taking (out folder, resolve function))
 Builder = Callable[[Path, Callable[[str], Path]], None]

@@ -43,11 +43,14 @@ def char_tokenizer():
     return tokenizer
 
 
-def build_tiny_random_chars(out: Path) -> None:
+def save_tiny_random_llama(out: Path, tokenizer) -> None:
+    """Save a 2-layer Llama (head_dim 64, as vLLM's CPU attention supports) with seed-0 weights.
+
+    Shared by `tiny-random` (SmolLM2's tokenizer) and `tiny-random-chars`.
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = char_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=128,
@@ -57,6 +60,8 @@ def build_tiny_random_chars(out: Path) -> None:
         num_key_value_heads=1,
         head_dim=64,
         max_position_embeddings=2048,
+        # Wider than the usual 0.02 so next-token distributions are peaked:
+        # greedy choices then have clear margins instead of near-ties.
         initializer_range=0.2,
         rms_norm_eps=1e-5,
         tie_word_embeddings=True,
@@ -71,3 +76,7 @@ def build_tiny_random_chars(out: Path) -> None:
     )
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
+
+
+def build_tiny_random_chars(out: Path) -> None:
+    save_tiny_random_llama(out, char_tokenizer())
