@@ -52,6 +52,7 @@ def train(
     resume: bool = typer.Option(False, help="continue the run from its last checkpoint"),
     restarts: int = typer.Option(3, help="restarts allowed per rollout worker and for the learner"),
     report: bool = typer.Option(True, help="render the HTML report at the end"),
+    overwrite: bool = typer.Option(False, help="delete an earlier run in the same run folder and start over"),
 ) -> None:
     """Train an agent: services, rollout workers and learner, with live progress."""
     run = _load_run(config)
@@ -60,7 +61,7 @@ def train(
     from outrider.train.runner import TrainError, TrainRun
 
     try:
-        summary = TrainRun(run, resume=resume, restarts=restarts).execute()
+        summary = TrainRun(run, resume=resume, restarts=restarts, overwrite=overwrite).execute()
     except (StackError, TrainError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -106,4 +107,5 @@ def demo(
 ) -> None:
     """The main job: train SmolLM2-135M-Instruct on multi-turn math, then report."""
     typer.echo(f"Outrider demo: {config}")
-    train(config, resume=resume, restarts=3, report=True)
+    # The demo is meant to be run again and again: a new run replaces the last one.
+    train(config, resume=resume, restarts=3, report=True, overwrite=not resume)

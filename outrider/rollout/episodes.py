@@ -14,6 +14,9 @@ dropped from the group with its error counted, never given a made-up reward.
 from __future__ import annotations
 
 import logging
+import time
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
@@ -76,10 +79,22 @@ class GroupPlayer:
         self.cfg = cfg
         self.observations = ObservationTokens(policy)
         self.eos_ids = set(policy.info().eos_token_ids)
+        # Seconds the last `play` spent waiting on each service ("policy", "env"):
+        # the rollout part of the training step-time breakdown.
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def _timed(self, service: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[service] += time.perf_counter() - started
 
     def play(self, task: common_pb2.Task, size: int | None = None, seed: int = 0) -> list[Episode]:
         """Play `size` (default G) episodes of `task` to the end; rewards are assigned later."""
         episodes = [Episode(index=i) for i in range(size or self.cfg.group_size)]
+        self.seconds = defaultdict(float)
         try:
             self._start(task, episodes, seed)
             while running := [e for e in episodes if e.running]:
@@ -93,7 +108,8 @@ class GroupPlayer:
     def _start(self, task: common_pb2.Task, episodes: list[Episode], seed: int) -> None:
         for episode in episodes:
             try:
-                reply = self.env.create_session(task.env, task.id, seed=seed + episode.index)
+                with self._timed("env"):
+                    reply = self.env.create_session(task.env, task.id, seed=seed + episode.index)
             except grpc.RpcError as exc:
                 episode.error = f"CreateSession: {exc.code().name}: {exc.details()}"
                 continue
@@ -102,9 +118,10 @@ class GroupPlayer:
         started = [e for e in episodes if not e.error]
         if not started:
             return
-        rendered = self.policy.apply_chat_template(
-            [common_pb2.Conversation(messages=e.messages, add_generation_prompt=True) for e in started]
-        )
+        with self._timed("policy"):
+            rendered = self.policy.apply_chat_template(
+                [common_pb2.Conversation(messages=e.messages, add_generation_prompt=True) for e in started]
+            )
         for episode, ids in zip(started, rendered.tokens):
             episode.token_ids = list(ids.ids)
             episode.logprobs = [0.0] * len(episode.token_ids)
@@ -124,11 +141,13 @@ class GroupPlayer:
         same_prompt = len({tuple(e.token_ids) for e in running}) == 1
         if same_prompt:
             prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=running[0].token_ids))]
-            reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens, n=len(running)))
+            with self._timed("policy"):
+                reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens, n=len(running)))
             completions = list(reply.results[0].completions)
         else:
             prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=e.token_ids)) for e in running]
-            reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens))
+            with self._timed("policy"):
+                reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens))
             completions = [result.completions[0] for result in reply.results]
         for episode, completion in zip(running, completions, strict=True):
             self._apply(episode, completion, reply.policy_version)
@@ -146,7 +165,8 @@ class GroupPlayer:
         episode.loss_mask += [True] * len(ids)
         episode.messages.append(ChatMessage(role="assistant", content=completion.text))
         try:
-            reply = self.env.step(episode.session_id, completion.text, ids)
+            with self._timed("env"):
+                reply = self.env.step(episode.session_id, completion.text, ids)
         except grpc.RpcError as exc:
             episode.error = f"Step: {exc.code().name}: {exc.details()}"
             return
@@ -163,7 +183,8 @@ class GroupPlayer:
         new_messages = list(reply.observation.messages)
         episode.messages += new_messages
         ended_on_eos = completion.finish_reason == FinishReason.FINISH_REASON_STOP and ids and ids[-1] in self.eos_ids
-        observation = self.observations.after_completion(ids[-1] if ended_on_eos else None, new_messages)
+        with self._timed("policy"):  # renders the reply with the policy's chat template
+            observation = self.observations.after_completion(ids[-1] if ended_on_eos else None, new_messages)
         turn.observation_length = len(observation)
         episode.token_ids += observation
         episode.logprobs += [0.0] * len(observation)
@@ -171,7 +192,8 @@ class GroupPlayer:
 
     def _close(self, episode: Episode) -> None:
         try:
-            self.env.close_session(episode.session_id)
+            with self._timed("env"):
+                self.env.close_session(episode.session_id)
         except grpc.RpcError as exc:
             # The session expires on its own (TTL); the episode's data is complete.
             log.warning("CloseSession %s: %s", episode.session_id, exc.code().name)

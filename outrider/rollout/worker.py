@@ -106,7 +106,9 @@ class Rollouts:
 
         started = time.perf_counter()
         episodes = self.player.play(task, seed=seed)
+        rewarded = time.perf_counter()
         assign_rewards(task, episodes, self.run.rollout.reward, self.reward)
+        reward_seconds = time.perf_counter() - rewarded
         result = build_group(task, group_id, episodes)
         group = result.group
         group.producer = self.producer
@@ -120,6 +122,9 @@ class Rollouts:
             "rewards": [t.outcome_reward for t in group.trajectories],
             "tokens": sum(sum(t.loss_mask) for t in group.trajectories),
             "seconds": time.perf_counter() - started,
+            "generate_seconds": self.player.seconds["policy"],
+            "env_seconds": self.player.seconds["env"],
+            "reward_seconds": reward_seconds,
             "sent": False,
         }
         for error in result.errors:

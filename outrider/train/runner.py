@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 class TrainError(RuntimeError):
     """The run could not finish."""
+
+
+# What a started run leaves in its folder; any of them means "an earlier run is here".
+PREVIOUS_RUN_MARKERS = ("metrics.jsonl", "rollouts.jsonl", "checkpoints", "redis", "summary.json")
 
 
 def _with_local_defaults(run: RunConfig) -> RunConfig:
@@ -51,9 +56,10 @@ def _with_local_defaults(run: RunConfig) -> RunConfig:
 
 
 class TrainRun:
-    def __init__(self, run: RunConfig, resume: bool = False, restarts: int = 3):
+    def __init__(self, run: RunConfig, resume: bool = False, restarts: int = 3, overwrite: bool = False):
         self.run = _with_local_defaults(run) if run.stack.mode == "local" else run
         self.resume = resume
+        self.overwrite = overwrite
         self.restarts = restarts
         self.run_dir = self.run.run_dir
         self.stack: LocalStack | None = None
@@ -63,6 +69,7 @@ class TrainRun:
     # -- lifecycle ------------------------------------------------------------
 
     def execute(self) -> dict:
+        self._claim_run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
         signal.signal(signal.SIGINT, lambda *_: self._request_stop())
@@ -72,6 +79,19 @@ class TrainRun:
             return summary
         finally:
             self._teardown()
+
+    def _claim_run_dir(self) -> None:
+        """A fresh run must not mix with an earlier one's bus, checkpoints and metrics."""
+        earlier = [name for name in PREVIOUS_RUN_MARKERS if (self.run_dir / name).exists()]
+        if not earlier or self.resume:
+            return
+        if not self.overwrite:
+            raise TrainError(
+                f"{self.run_dir} already holds a run ({', '.join(earlier)}): continue it with --resume, "
+                "start over with --overwrite, or change `name`/`output_dir` in the config"
+            )
+        print(f"removing the earlier run in {self.run_dir}", flush=True)
+        shutil.rmtree(self.run_dir)
 
     def _request_stop(self) -> None:
         log.warning("stop requested")

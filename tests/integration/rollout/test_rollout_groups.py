@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from outrider.config import parse_config
@@ -59,7 +61,12 @@ def test_groups_keep_sampled_tokens_and_their_logprobs_and_mask_the_environment(
     rollout = parse_config({"rollout": {"group_size": 4, "sampling": {"max_tokens": 16}}}).rollout
     player = GroupPlayer(policy, env, rollout)
     task = env.list_tasks("math", split="train", limit=1, include_reference=True)[0]
+    started = time.perf_counter()
     episodes = player.play(task)
+    elapsed = time.perf_counter() - started
+    # The step-time breakdown: both services were waited on, within the play's wall time.
+    assert player.seconds["policy"] > 0 and player.seconds["env"] > 0
+    assert player.seconds["policy"] + player.seconds["env"] <= elapsed
     assign_rewards(task, episodes, rollout.reward)
     result = build_group(task, "rollout-test-1", episodes)
     group = result.group
