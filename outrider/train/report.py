@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -103,7 +104,29 @@ def summary_rows(records: list[dict], before: dict | None, after: dict | None) -
                 f"pass@1 {result['pass_at_k']['1']:.3f}, first-try pass@1 {result['first_try_pass_at_k']['1']:.3f}, "
                 f"pass@{k} {result['pass_at_k'][k]:.3f} on {result['tasks']} tasks",
             ))
+    if before and after:
+        change, error = pass1_change(before, after)
+        rows.append((
+            "held-out pass@1 change (after − before)",
+            f"{change:+.3f} ± {error:.3f} (1 standard error; a change within ~2 standard errors is sampling noise)",
+        ))
     return rows
+
+
+def pass1_change(before: dict, after: dict) -> tuple[float, float]:
+    """after − before pass@1, and its standard error.
+
+    Each pass@1 is a mean over N = tasks × samples episodes, treated as Bernoulli
+    draws: se = sqrt(p (1 − p) / N); the difference of two independent estimates
+    has se = sqrt(se_before² + se_after²). (Episodes of one task are correlated,
+    so this understates the spread a little; it is a floor, not a bound.)
+    """
+
+    def se(result: dict) -> float:
+        p, n = result["pass_at_k"]["1"], result["tasks"] * result["samples"]
+        return math.sqrt(p * (1 - p) / n)
+
+    return after["pass_at_k"]["1"] - before["pass_at_k"]["1"], math.hypot(se(before), se(after))
 
 
 def render_report(run_dir: Path) -> Path:
