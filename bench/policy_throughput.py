@@ -119,7 +119,7 @@ class InProcessVllm:
         cfg = PolicyServiceConfig.model_validate({"vllm": {"cpu_kv_cache_gib": args.kv_cache_gib, "enforce_eager": args.enforce_eager}})
         backend = VLLMBackend(resolve_model("smollm2-135m-instruct"), dtype=torch.bfloat16, device="cpu", max_context=2048,
                               eos_token_ids=(2,), vocab_size=49152, seed=0, options=cfg.vllm)
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(args.kv_cache_gib)
+        os.environ.update(backend.engine_environment())  # the same engine settings as the service
         self.engine = AsyncLLM.from_engine_args(backend.engine_args())
         self.prompts, self.args, self.rates = prompts, args, []
 

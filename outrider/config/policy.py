@@ -41,6 +41,11 @@ class VllmOptions(ConfigModel):
     cpu_kv_cache_gib: int = Field(2, ge=1, le=4096)
     """On CPU: RAM reserved for the KV cache, whole GiB (sets `VLLM_CPU_KVCACHE_SPACE`;
     vLLM's default share of RAM fails on small machines)."""
+    cpu_reserved_cores: int | None = Field(0, ge=0, le=1024)
+    """On CPU: cores vLLM keeps free of its compute threads for its scheduler process
+    (sets `VLLM_CPU_NUM_OF_RESERVED_CPU`). vLLM's own default (null here) reserves one
+    per worker, which on a 2-core host leaves one core for generation: 0 decoded 1.75x
+    faster there (docs/benchmarks.md). Raise it on hosts with many cores to spare."""
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     """On GPU: fraction of GPU memory vLLM may use for weights, activations and KV cache."""
     max_num_seqs: int = Field(256, ge=1, le=65536)

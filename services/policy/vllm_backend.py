@@ -105,12 +105,20 @@ class VLLMBackend(Backend):
             **cpu_only,
         )
 
+    def engine_environment(self) -> dict[str, str]:
+        """Variables the engine process reads at start (set them before creating it)."""
+        if self.device != "cpu":
+            return {}
+        # vLLM's default share of RAM for the KV cache fails on small hosts.
+        env = {"VLLM_CPU_KVCACHE_SPACE": str(self.options.cpu_kv_cache_gib)}
+        if self.options.cpu_reserved_cores is not None:
+            env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.options.cpu_reserved_cores)
+        return env
+
     async def start(self) -> None:
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        if self.device == "cpu":
-            # Read by the engine process at start; vLLM's default share of RAM fails on small hosts.
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kv_cache_gib)
+        os.environ.update(self.engine_environment())
         # Blocks for the engine start (seconds; nothing is served yet). Not moved to a thread:
         # the engine client binds its asyncio machinery to the loop it is created in.
         self.engine = AsyncLLM.from_engine_args(self.engine_args())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from outrider.config import ConfigError, PolicyServiceConfig, parse_config
@@ -43,3 +45,20 @@ def test_every_field_is_documented():
     for model in (PolicyServiceConfig, PolicyLimits, VllmOptions, HfOptions):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no docstring"
+
+
+def _vllm_backend(device: str, **options):
+    import torch
+
+    from outrider.config.policy import VllmOptions
+    from outrider.services.policy.vllm_backend import VLLMBackend
+
+    return VLLMBackend(Path("/nonexistent"), dtype=torch.bfloat16, device=device, max_context=2048,
+                       eos_token_ids=(2,), vocab_size=100, seed=0, options=VllmOptions(**options))
+
+
+def test_vllm_cpu_engine_environment():
+    # Default: no core reserved for vLLM's scheduler (on 2 cores vLLM would otherwise decode on one).
+    assert _vllm_backend("cpu").engine_environment() == {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert _vllm_backend("cpu", cpu_kv_cache_gib=3, cpu_reserved_cores=None).engine_environment() == {"VLLM_CPU_KVCACHE_SPACE": "3"}
+    assert _vllm_backend("cuda").engine_environment() == {}
