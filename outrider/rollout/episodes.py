@@ -80,7 +80,8 @@ class GroupPlayer:
         self.observations = ObservationTokens(policy)
         self.eos_ids = set(policy.info().eos_token_ids)
         # Seconds the last `play` spent waiting on each service ("policy", "env"):
-        # the rollout part of the training step-time breakdown.
+        # the rollout part of the training step-time breakdown. One player per
+        # thread for these to mean anything (evaluation shares one and ignores them).
         self.seconds: dict[str, float] = defaultdict(float)
 
     @contextmanager
