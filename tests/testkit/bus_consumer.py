@@ -4,7 +4,8 @@
 
 Loops receive -> commit, appending each committed group id to LEDGER (a
 text file, one id per line, fsynced). With --pause-after N it stops after N
-batches *between receive and commit* and writes LEDGER.holding, so a test can
+batches *between receive and commit* and writes the ids it holds to
+LEDGER.holding, so a test can
 SIGKILL it while it holds uncommitted groups. Exits when the bus has
 committed --total groups.
 """
@@ -43,8 +44,10 @@ def main() -> None:
                 continue
             batches += 1
             if args.pause_after and batches > args.pause_after:
-                with open(args.ledger + ".holding", "w") as marker:
-                    marker.write(f"{len(deliveries)}\n")
+                # The ids it holds, written whole before the marker appears (rename is atomic).
+                with open(args.ledger + ".holding.tmp", "w") as marker:
+                    marker.write("".join(d.group.group_id + "\n" for d in deliveries))
+                os.replace(args.ledger + ".holding.tmp", args.ledger + ".holding")
                 time.sleep(3600)  # the "training step" that never finishes
             result = receiver.commit(deliveries)
             for group_id in result.committed:

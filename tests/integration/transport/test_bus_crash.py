@@ -50,7 +50,7 @@ def test_10k_groups_two_consumers_one_sigkilled_every_group_trained_exactly_once
     survivor = _consumer(redis_url, bus_prefix, "b", ledger_b, total, "--claim-idle-ms", "1000")
     try:
         _wait_for(lambda: Path(str(ledger_a) + ".holding").exists(), 120, "consumer a to hold a batch")
-        held = int(Path(str(ledger_a) + ".holding").read_text())
+        held = Path(str(ledger_a) + ".holding").read_text().split()
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         producer.join(timeout=120)
@@ -62,14 +62,18 @@ def test_10k_groups_two_consumers_one_sigkilled_every_group_trained_exactly_once
 
     trained_by_a = ledger_a.read_text().split()
     trained_by_b = ledger_b.read_text().split()
-    assert held == 50 and len(trained_by_a) == 20 * 50, "a committed 20 batches, then died holding the 21st"
+    # Batches hold up to 50 groups: fewer when the consumer catches up with the producer.
+    assert 20 <= len(trained_by_a) <= 20 * 50, "a committed 20 batches, then died holding the 21st"
+    assert 1 <= len(held) <= 50
+    assert not set(held) & set(trained_by_a), "what a held when it died was not committed by a"
+    assert set(held) <= set(trained_by_b), "what a held when it died was trained by b"
     assert not set(trained_by_a) & set(trained_by_b), "no group was trained by both consumers"
     assert len(trained_by_a) + len(trained_by_b) == total, "no group was trained twice by one consumer"
     assert sorted(trained_by_a + trained_by_b) == produced, "every produced group was trained"
     stats = RedisReceiver(client, cfg, name="audit").stats()
     assert stats.produced == stats.committed == total
     assert stats.commit_duplicates == 0 and stats.queued == 0 and stats.pending == 0
-    assert stats.reclaimed >= held, "the dead consumer's batch was reclaimed"
+    assert stats.reclaimed >= len(held), "the dead consumer's batch was reclaimed"
     assert RedisReceiver(client, cfg, name="audit").committed_ids() == set(produced)
     sender.delete()
 
