@@ -5,9 +5,8 @@
 Loops receive -> commit, appending each committed group id to LEDGER (a
 text file, one id per line, fsynced). With --pause-after N it stops after N
 batches *between receive and commit* and writes the ids it holds to
-LEDGER.holding, so a test can
-SIGKILL it while it holds uncommitted groups. Exits when the bus has
-committed --total groups.
+LEDGER.holding, so a test can SIGKILL it while it holds uncommitted groups.
+Exits when the bus has committed --total groups.
 """
 
 from __future__ import annotations
