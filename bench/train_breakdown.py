@@ -1,6 +1,6 @@
 """Step-time breakdown and samples/s of a training run (by default: the demo config).
 
-    .venv/bin/python bench/train_breakdown.py [--config examples/demo.yaml] [--run-dir runs/demo]
+    .venv/bin/python bench/train_breakdown.py [--config examples/demo.yaml] [--analyze-only [--run-dir runs/demo]]
 
 Runs `outrider train CONFIG` (unless `--analyze-only` and the run directory
 already holds a finished run), then reads what the run wrote:
@@ -83,12 +83,14 @@ def breakdown(run_dir: Path, workers: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="examples/demo.yaml")
-    parser.add_argument("--run-dir", type=Path, help="default: <output_dir>/<name> of the config")
+    parser.add_argument("--run-dir", type=Path, help="with --analyze-only: the run folder to read (default: <output_dir>/<name> of the config)")
     parser.add_argument("--analyze-only", action="store_true", help="read an existing run; train nothing")
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON here")
     args = parser.parse_args(argv)
 
     config = yaml.safe_load(Path(args.config).read_text())
+    if args.run_dir and not args.analyze_only:
+        parser.error("--run-dir: a training run goes to <output_dir>/<name> of --config; use --run-dir with --analyze-only")
     run_dir = args.run_dir or Path(config.get("output_dir", "runs")) / config["name"]
     workers = config.get("rollout", {}).get("workers", 2)
     total = None
