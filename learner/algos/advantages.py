@@ -18,6 +18,12 @@ of turn k bootstraps from the value at the first policy token of turn k+1. Rewar
 values on mask-0 tokens are ignored.
 
 All estimators run under ``torch.no_grad`` and return tensors without grad.
+
+Group statistics (every estimator with a ``group_index``) are computed in float64, and a
+group whose scores are equal within a relative 1e-6 (:func:`group_uniform`) is
+zero-signal: its advantages are exactly 0. In float32, eight equal rewards of 2/3 have a
+mean off by an ulp and a std of ~1e-8, and (s − mean)/(std + eps) would turn that
+rounding into advantages of ±0.1. Outputs keep the dtype of ``rewards``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .masked import (
     group_mean,
     group_std,
     group_sum,
+    group_uniform,
     last_token_index,
     masked_sum,
     masked_whiten,
@@ -52,8 +59,10 @@ __all__ = [
     "broadcast_to_tokens",
     "discounted_returns",
     "gae_scan",
+    "group_scores",
     "sequence_scores",
     "token_level_rewards",
+    "zero_uniform_groups",
 ]
 
 AdvantageEstimatorName = Literal[
@@ -203,6 +212,30 @@ def _require_groups(inputs: AdvantageInputs) -> Tensor:
     return inputs.group_index
 
 
+ZERO_SIGNAL_RTOL = 1e-6
+"""Relative spread below which a group's scores count as equal (see :func:`group_uniform`)."""
+
+
+def group_scores(inputs: AdvantageInputs) -> Tensor:
+    """The sequence scores of :func:`sequence_scores`, summed in float64 for group statistics.
+
+    Shape: (B,) float64.
+    """
+    score = inputs.rewards.to(torch.float64)
+    if inputs.token_rewards is not None:
+        score = score + masked_sum(inputs.token_rewards.to(torch.float64), inputs.mask, dim=-1)
+    return score
+
+
+def zero_uniform_groups(per_sample: Tensor, values: Tensor, group_index: Tensor) -> Tensor:
+    """``per_sample`` with every sample of a zero-signal group (equal ``values``) set to 0.
+
+    Shape: per_sample, values, group_index (B,) -> (B,).
+    """
+    uniform = group_uniform(values, group_index, ZERO_SIGNAL_RTOL)
+    return torch.where(uniform, torch.zeros_like(per_sample), per_sample)
+
+
 # ---------------------------------------------------------------------------- params
 
 
@@ -267,13 +300,15 @@ def grpo(inputs: AdvantageInputs, params: GRPOParams) -> AdvantageOutputs:
     A_i =  s_i − mean_g s                      otherwise        ("dr_grpo")
     with s_i the sequence score; every policy token of sample i gets A_i. Dr. GRPO also
     drops the 1/|y| length normalization: pair it with ``seq_mean_token_sum_norm``.
-    A group of one sample has advantage 0. Returns: undiscounted reward-to-go.
+    A group of one sample, or of equal scores, has advantage 0 (statistics in float64).
+    Returns: undiscounted reward-to-go.
     """
     g = _require_groups(inputs)
-    score = sequence_scores(inputs)
+    score = group_scores(inputs)
     adv = score - group_mean(score, g)
     if params.norm_by_std:
         adv = adv / (group_std(score, g, unbiased=params.unbiased_std) + params.eps)
+    adv = zero_uniform_groups(adv, score, g).to(inputs.rewards.dtype)
     returns = discounted_returns(token_level_rewards(inputs), inputs.mask, 1.0)
     return AdvantageOutputs(broadcast_to_tokens(adv, inputs.mask), returns)
 
@@ -284,13 +319,15 @@ def rloo(inputs: AdvantageInputs, params: NoParams) -> AdvantageOutputs:
     """REINFORCE leave-one-out (Kool et al. 2019, ICLR DeepRL workshop; Ahmadian et al. 2402.14740).
 
     A_i = s_i − (1/(G−1)) Σ_{j≠i} s_j = G/(G−1)·(s_i − mean_g s); 0 for a group of one
-    (no other sample to form a baseline). Returns: undiscounted reward-to-go.
+    (no other sample to form a baseline) and for a group of equal scores (float64).
+    Returns: undiscounted reward-to-go.
     """
     g = _require_groups(inputs)
-    score = sequence_scores(inputs)
+    score = group_scores(inputs)
     n = group_count(g, score.dtype)
     others = (group_sum(score, g) - score) / (n - 1).clamp(min=1.0)
     adv = torch.where(n > 1, score - others, torch.zeros_like(score))
+    adv = zero_uniform_groups(adv, score, g).to(inputs.rewards.dtype)
     returns = discounted_returns(token_level_rewards(inputs), inputs.mask, 1.0)
     return AdvantageOutputs(broadcast_to_tokens(adv, inputs.mask), returns)
 
@@ -329,9 +366,11 @@ def reinforce_pp_baseline(inputs: AdvantageInputs, params: ReinforcePPParams) ->
 
     R'_i = R_i − mean_g R;   G_t = reward-to-go of (token_rewards + R' at the last token);
     A_t = (G_t − μ)/sqrt(σ² + eps) over all policy tokens of the batch.
+    The group mean is taken in float64; a group of equal rewards has R' = 0 exactly.
     """
     g = _require_groups(inputs)
-    shifted = inputs.rewards - group_mean(inputs.rewards, g)
+    rewards = inputs.rewards.to(torch.float64)
+    shifted = zero_uniform_groups(rewards - group_mean(rewards, g), rewards, g).to(inputs.rewards.dtype)
     returns = discounted_returns(token_level_rewards(inputs, shifted), inputs.mask, params.gamma)
     adv = masked_whiten(returns, inputs.mask, eps=params.eps)
     unshifted = discounted_returns(token_level_rewards(inputs), inputs.mask, params.gamma)
@@ -345,11 +384,13 @@ def opo(inputs: AdvantageInputs, params: NoParams) -> AdvantageOutputs:
 
     b*_g = Σ_{j∈g} l_j s_j / Σ_{j∈g} l_j with l_j the number of policy tokens of sample j;
     A_i = s_i − b*_g. Under token-level aggregation this baseline minimizes the gradient
-    variance when per-token score-function terms are roughly independent.
+    variance when per-token score-function terms are roughly independent. A group of
+    equal scores has advantage 0 (statistics in float64).
     """
     g = _require_groups(inputs)
-    score = sequence_scores(inputs)
+    score = group_scores(inputs)
     length = inputs.mask.to(score.dtype).sum(-1)
     baseline = group_sum(length * score, g) / group_sum(length, g).clamp(min=1.0)
+    adv = zero_uniform_groups(score - baseline, score, g).to(inputs.rewards.dtype)
     returns = discounted_returns(token_level_rewards(inputs), inputs.mask, 1.0)
-    return AdvantageOutputs(broadcast_to_tokens(score - baseline, inputs.mask), returns)
+    return AdvantageOutputs(broadcast_to_tokens(adv, inputs.mask), returns)

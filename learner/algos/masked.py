@@ -15,6 +15,7 @@ __all__ = [
     "group_mean",
     "group_std",
     "group_sum",
+    "group_uniform",
     "last_token_index",
     "masked_mean",
     "masked_sum",
@@ -109,6 +110,25 @@ def group_std(x: Tensor, group_index: Tensor, unbiased: bool = True) -> Tensor:
     ss = group_sum(centered**2, group_index)
     denom = (n - 1).clamp(min=1.0) if unbiased else n
     return torch.sqrt(ss / denom)
+
+
+def group_uniform(x: Tensor, group_index: Tensor, rtol: float = 1e-6) -> Tensor:
+    """For each sample, whether its group's values are all equal within a relative ``rtol``:
+
+        max_g x − min_g x ≤ rtol · max_g |x|
+
+    Such a group carries no learning signal for a group-relative estimator. It has to be
+    detected, not left to arithmetic: rewards like 2/3 or 0.7 are not binary fractions,
+    so the mean of eight equal float32 copies can be off by an ulp, the std is then
+    ~1e-8 (far below any eps), and (s − mean)/(std + eps) turns rounding noise into
+    advantages of ±0.1. An all-zero group is uniform (0 ≤ 0).
+    Shape: x, group_index (B,) -> bool (B,).
+    """
+    inv, g = _compact(group_index)
+    hi = torch.full((g,), float("-inf"), dtype=x.dtype, device=x.device).scatter_reduce(0, inv, x, "amax")
+    lo = torch.full((g,), float("inf"), dtype=x.dtype, device=x.device).scatter_reduce(0, inv, x, "amin")
+    scale = torch.maximum(hi.abs(), lo.abs())
+    return ((hi - lo) <= rtol * scale)[inv]
 
 
 def last_token_index(mask: Tensor) -> Tensor:

@@ -18,13 +18,15 @@ from torch import Tensor
 
 from .advantages import (
     ADVANTAGE_ESTIMATORS,
+    ZERO_SIGNAL_RTOL,
     AdvantageInputs,
     AdvantageOutputs,
     broadcast_to_tokens,
     discounted_returns,
     token_level_rewards,
+    zero_uniform_groups,
 )
-from .masked import group_mean, group_std, group_sum
+from .masked import group_mean, group_std, group_sum, group_uniform
 from .registry import Params, param
 
 __all__ = ["GRPOProcessParams", "grpo_process", "step_rewards_from_scores"]
@@ -77,19 +79,23 @@ def grpo_process(inputs: AdvantageInputs, params: GRPOProcessParams) -> Advantag
     step rewards at or after it, plus the GRPO-normalized outcome reward:
         A_t = (R_i − mean_g R)/(std_g R + eps) + Σ_{step k ends at ≥ t} r̃_k.
     Without ``norm_by_std`` both parts are only mean-centered. Token rewards off the
-    step mask (e.g. a KL penalty) are ignored here. Returns: undiscounted reward-to-go.
+    step mask (e.g. a KL penalty) are ignored here. Statistics run in float64, and a group
+    whose outcome rewards (or whose step rewards) are all equal gets 0 for that part.
+    Returns: undiscounted reward-to-go.
     """
     assert inputs.group_index is not None and inputs.token_rewards is not None
     assert inputs.step_mask is not None
     g = inputs.group_index
-    dtype = inputs.rewards.dtype
+    dtype = torch.float64
     mask = inputs.mask.bool()
     steps = inputs.step_mask.bool() & mask
     r = torch.where(steps, inputs.token_rewards.to(dtype), 0.0)
 
-    outcome = inputs.rewards - group_mean(inputs.rewards, g)
+    rewards = inputs.rewards.to(dtype)
+    outcome = rewards - group_mean(rewards, g)
     if params.norm_by_std:
-        outcome = outcome / (group_std(inputs.rewards, g, params.unbiased_std) + params.eps)
+        outcome = outcome / (group_std(rewards, g, params.unbiased_std) + params.eps)
+    outcome = zero_uniform_groups(outcome, rewards, g)
 
     # Group statistics over the step rewards of every sample in the group.
     n_steps = group_sum(steps.to(dtype).sum(-1), g)
@@ -100,9 +106,12 @@ def grpo_process(inputs: AdvantageInputs, params: GRPOProcessParams) -> Advantag
         ss = group_sum((centered**2).sum(-1), g)
         denom = (n_steps - 1).clamp(min=1.0) if params.unbiased_std else n_steps.clamp(min=1.0)
         normalized = centered / (torch.sqrt(ss / denom)[:, None] + params.eps)
+    uniform = torch.zeros_like(steps)
+    uniform[steps] = group_uniform(r[steps], g[:, None].expand_as(steps)[steps], ZERO_SIGNAL_RTOL)
+    normalized = torch.where(uniform, 0.0, normalized)
 
     # Σ over step ends at or after t, running over policy tokens only.
     process = discounted_returns(normalized, mask, 1.0)
-    adv = broadcast_to_tokens(outcome, mask) + process
+    adv = (broadcast_to_tokens(outcome, mask) + process).to(inputs.rewards.dtype)
     returns = discounted_returns(token_level_rewards(inputs), mask, 1.0)
     return AdvantageOutputs(adv, returns)
