@@ -207,6 +207,7 @@ class Learner:
             epochs=self.cfg.algorithm.epochs,
             seed=self.seed,
             step=self.state.step,
+            scoring_pass=self.cfg.algorithm.scoring_pass,
         )
         metrics = learner_step(self.models, self.algos, batch, self.kl.value, plan)
         if "kl_ref" in metrics:

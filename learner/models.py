@@ -8,6 +8,8 @@ loads like any HF model.
 
 from __future__ import annotations
 
+import inspect
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -58,15 +60,47 @@ def _disable_dropout(model: nn.Module) -> None:
             module.p = 0.0
 
 
-def token_logprobs(model: nn.Module, batch: SequenceBatch, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+def first_trained_target(mask: Tensor) -> int:
+    """The first target position that any row trains on (0 when none does). Shape: mask (B, T)."""
+    trained = mask.bool().any(0)
+    return int(trained.nonzero()[0, 0]) if bool(trained.any()) else 0
+
+
+@cache
+def _takes_logits_to_keep(forward_type: type) -> bool:
+    return "logits_to_keep" in inspect.signature(forward_type.forward).parameters
+
+
+def token_logprobs(
+    model: nn.Module, batch: SequenceBatch, with_entropy: bool = False, entropy_grad: bool = True
+) -> tuple[Tensor, Tensor | None]:
     """log π(target_j | prefix) and (optionally) the entropy at each target position.
 
+    The LM head and the log-softmax over the vocabulary run only from the first position
+    any row trains on (HF's ``logits_to_keep``): prompt positions would be multiplied by
+    a zero mask, and for a small model with a large vocabulary (SmolLM2: 576 × 49,152)
+    they are a fifth of the forward's FLOPs. Positions before it are 0 in the outputs.
+    ``entropy_grad=False`` computes the entropy detached (no autograd graph through a
+    (B, T, V) softmax that nothing differentiates).
     Shape: (B, T) each, float32.
     """
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
-    logprobs = logprobs_from_logits(logits, batch.targets)
-    entropy = entropy_from_logits(logits) if with_entropy else None
+    t = batch.mask.shape[1]
+    module = getattr(model, "module", model)  # a DeepSpeed engine wraps the HF model
+    first = first_trained_target(batch.mask) if _takes_logits_to_keep(type(module)) else 0
+    kwargs = {"logits_to_keep": t + 1 - first} if first else {}
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kwargs).logits[:, :-1]
+    logprobs = _pad_left(logprobs_from_logits(logits, batch.targets[:, first:]), first)
+    entropy = None
+    if with_entropy and entropy_grad:
+        entropy = _pad_left(entropy_from_logits(logits), first)
+    elif with_entropy:
+        with torch.no_grad():
+            entropy = _pad_left(entropy_from_logits(logits.detach()), first)
     return logprobs, entropy
+
+
+def _pad_left(x: Tensor, count: int) -> Tensor:
+    return torch.nn.functional.pad(x, (count, 0)) if count else x
 
 
 def token_values(critic: nn.Module, batch: SequenceBatch) -> Tensor:

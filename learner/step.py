@@ -15,6 +15,7 @@ mini-batch loss computed at once.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -58,16 +59,35 @@ class StepPlan:
     epochs: int
     seed: int
     step: int
+    scoring_pass: str = "auto"
+    """`always`: score π_old in a pass of its own even where it is redundant."""
 
 
 @dataclass
 class Scores:
-    """Whole-batch tensors computed before any update. Shape: (B, T)."""
+    """Whole-batch tensors computed before any update. Shape: (B, T).
 
-    old_logprobs: Tensor
-    entropy: Tensor
+    ``old_logprobs`` and ``entropy`` are None when the scoring pass is redundant
+    (:func:`needs_old_logprobs`): the update's own forward then provides both.
+    """
+
+    old_logprobs: Tensor | None = None
+    entropy: Tensor | None = None
     ref_logprobs: Tensor | None = None
     values: Tensor | None = None
+
+
+def needs_old_logprobs(algos: Algorithms, mini_batch_count: int, epochs: int) -> bool:
+    """Whether π_old must be scored in a pass of its own, before any update.
+
+    With one epoch over one mini-batch the optimizer steps once, after every
+    micro-batch's backward: each forward of the update runs the very weights that
+    sampled-then-scored the batch would, so π_old = π_θ.detach() exactly and the
+    entropies come from the same forward. A second pass is needed only when an
+    optimizer step happens before some micro-batch's forward (several mini-batches
+    or epochs), or when the advantages need log π_old (a KL penalty in the reward).
+    """
+    return mini_batch_count > 1 or epochs > 1 or algos.kl_placement.in_reward
 
 
 class MetricSums:
@@ -134,21 +154,28 @@ def _micro(batch: SequenceBatch, rows: list[int], device: torch.device) -> tuple
 
 
 @torch.no_grad()
-def score(models: Models, algos: Algorithms, batch: SequenceBatch, plans: list, plan: StepPlan) -> Scores:
-    """π_old log-probs, entropies, reference log-probs and values for the whole batch."""
+def score(
+    models: Models, algos: Algorithms, batch: SequenceBatch, plans: list, plan: StepPlan, old_logprobs: bool = True
+) -> Scores:
+    """π_old log-probs and entropies (if ``old_logprobs``), reference log-probs and values
+    for the whole batch; no pass at all when none of them is wanted."""
     b, t = batch.mask.shape
-    wanted = {"old_logprobs", "entropy"}
+    wanted = {"old_logprobs", "entropy"} if old_logprobs else set()
     if algos.uses_kl and models.reference is not None:
         wanted.add("ref_logprobs")
     if models.critic is not None:
         wanted.add("values")
+    if not wanted:
+        return Scores()
     mine: dict[str, list[tuple[list[int], Tensor]]] = defaultdict(list)
     device = _device(models.actor)
     for rank_plans in plans:
         for rows in rank_plans[plan.rank]:
             mb, real = _micro(batch, rows, device)
-            logprobs, entropy = token_logprobs(models.actor, mb, with_entropy=True)
-            results = {"old_logprobs": logprobs, "entropy": entropy}
+            results = {}
+            if old_logprobs:
+                logprobs, entropy = token_logprobs(models.actor, mb, with_entropy=True)
+                results = {"old_logprobs": logprobs, "entropy": entropy}
             if "ref_logprobs" in wanted:
                 results["ref_logprobs"] = token_logprobs(models.reference, mb)[0]
             if "values" in wanted:
@@ -166,12 +193,7 @@ def score(models: Models, algos: Algorithms, batch: SequenceBatch, plans: list, 
             for rows, value in pieces:
                 full[name][rows, : value.shape[1]] = value
     mask = batch.mask
-    return Scores(
-        old_logprobs=full["old_logprobs"] * mask,
-        entropy=full["entropy"] * mask,
-        ref_logprobs=full["ref_logprobs"] * mask if "ref_logprobs" in full else None,
-        values=full["values"] * mask if "values" in full else None,
-    )
+    return Scores(**{name: value * mask for name, value in full.items()})
 
 
 def advantages(
@@ -182,7 +204,8 @@ def advantages(
     # rewards alone (objective_weights) refuse token rewards.
     token_rewards = batch.token_rewards if bool(batch.step_mask.any()) else None
     metrics: dict[str, float] = {}
-    if scores.ref_logprobs is not None:
+    # Without a scoring pass (π_old = π_θ) the update measures kl_ref from its own forward.
+    if scores.ref_logprobs is not None and scores.old_logprobs is not None:
         kl = algos.kl_estimator(KLInputs(logprobs=scores.old_logprobs, ref_logprobs=scores.ref_logprobs))
         metrics["kl_ref"] = float(masked_mean(kl, batch.mask))
         if algos.kl_placement.in_reward:
@@ -242,13 +265,18 @@ def update_actor(
         def part(tensor: Tensor) -> Tensor:
             return tensor[take, :t].to(device)
 
-        logprobs, entropy = token_logprobs(actor, mb, with_entropy=algos.entropy_coef > 0)
+        fused = scores.old_logprobs is None
+        logprobs, entropy = token_logprobs(
+            actor, mb, with_entropy=fused or algos.entropy_coef > 0, entropy_grad=algos.entropy_coef > 0
+        )
+        old_logprobs = logprobs.detach() if fused else part(scores.old_logprobs)
+        token_entropy = entropy.detach() if fused else part(scores.entropy)
         inputs = PolicyLossInputs(
             logprobs=logprobs,
-            old_logprobs=part(scores.old_logprobs),
+            old_logprobs=old_logprobs,
             advantages=part(adv.advantages),
             mask=mb.mask,
-            entropy=entropy if entropy is not None else part(scores.entropy),
+            entropy=entropy if entropy is not None else token_entropy,
             rollout_logprobs=mb.rollout_logprobs,
             generator=_generator(plan, salt, index),
         )
@@ -266,6 +294,8 @@ def update_actor(
             )
             token_loss = token_loss + kl_loss_term(kl, kl_coef, algos.kl_placement) * mb.mask
             mb_metrics["kl_loss"] = masked_mean(kl.detach(), mb.mask)
+            if fused and real:
+                metrics.mean({"kl_ref": mb_metrics["kl_loss"]}, float(mb.mask.sum()))
         if algos.entropy_coef > 0:
             token_loss = token_loss - algos.entropy_coef * entropy * mb.mask
         aggregate = AggregationInputs(
@@ -278,7 +308,7 @@ def update_actor(
         if real:
             with torch.no_grad():
                 mb_metrics |= ratio_metrics(logprobs.detach() - inputs.old_logprobs, mb.mask)
-                mb_metrics["entropy"] = masked_mean(part(scores.entropy), mb.mask)
+                mb_metrics["entropy"] = masked_mean(token_entropy, mb.mask)
             # `loss` is this rank's share times the world size; the shares add up to the mini-batch loss.
             metrics.total("actor/loss", loss.detach() / plan.world_size)
             metrics.total(f"actor/loss_epoch{epoch}", loss.detach() / plan.world_size)
@@ -327,7 +357,10 @@ def learner_step(models: Models, algos: Algorithms, batch: SequenceBatch, kl_coe
     lengths = batch.lengths.tolist()
     mini = split_mini_batches(batch, plan.mini_batches)
     plans = [plan_micro_batches(rows, lengths, plan.world_size, plan.token_budget) for rows in mini]
-    scores = score(models, algos, batch, plans, plan)
+    started = time.perf_counter()
+    separate = plan.scoring_pass == "always" or needs_old_logprobs(algos, len(mini), plan.epochs)
+    scores = score(models, algos, batch, plans, plan, old_logprobs=separate)
+    scored = time.perf_counter()
     adv, adv_metrics = advantages(algos, batch, scores, kl_coef)
     sums = MetricSums()
     for epoch in range(plan.epochs):
@@ -336,7 +369,10 @@ def learner_step(models: Models, algos: Algorithms, batch: SequenceBatch, kl_coe
             update_actor(models, algos, batch, scores, adv, rows, rank_plans[plan.rank], kl_coef, plan, epoch, salt, sums)
             if models.critic is not None:
                 update_critic(models, algos, batch, scores, adv, rows, rank_plans[plan.rank], plan, sums)
+    updated = time.perf_counter()
     metrics, totals = sums.reduced()
+    metrics["time/score_seconds"] = scored - started
+    metrics["time/update_seconds"] = updated - scored
     # Each optimizer step's loss is a total over micro-batches and ranks; report their mean.
     optimizer_steps = plan.epochs * len(mini)
     for name, value in totals.items():
@@ -346,6 +382,7 @@ def learner_step(models: Models, algos: Algorithms, batch: SequenceBatch, kl_coe
     grad_norm = models.actor.get_global_grad_norm()
     if grad_norm is not None:
         metrics["actor/grad_norm"] = float(grad_norm)
-    metrics["entropy"] = float(masked_mean(scores.entropy, batch.mask))
+    # One source for the step's entropy: the scoring pass, else the update's forward.
+    metrics["entropy"] = float(masked_mean(scores.entropy, batch.mask)) if scores.entropy is not None else metrics["actor/entropy"]
     return metrics
 

@@ -65,6 +65,10 @@ class AlgorithmConfig(ConfigModel):
     """Passes over each step's data."""
     mini_batches: int = Field(1, ge=1, le=64)
     """Optimizer steps per pass (the step's sequences split into this many mini-batches)."""
+    scoring_pass: Literal["auto", "always"] = "auto"
+    """π_old before the update: `auto` skips the separate scoring pass where it is exact
+    (one epoch, one mini-batch, no KL penalty in the reward: π_old = π_θ, taken from the
+    update's own forward); `always` runs it anyway (one more forward over the batch)."""
     dynamic_sampling: bool = False
     """Drop groups whose rewards are all equal (they carry no group-relative signal)."""
     value_clip: float | None = Field(0.2, gt=0.0)

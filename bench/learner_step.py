@@ -1,0 +1,121 @@
+"""One real learner step on a GRPO-shaped batch, phase by phase.
+
+    .venv/bin/python bench/learner_step.py [--model smollm2-135m-instruct] [--groups 8] [--group-size 8]
+        [--prompt 45] [--mean-completion 42] [--max-completion 128] [--repeats 3] [--threads N]
+
+Builds `groups × group_size` trajectories shaped like the vs-TRL workload (one shared
+prompt per group, completion lengths drawn around a mean, 0/1 rewards with a mixed
+group signal), runs `outrider.learner.step.learner_step` on the learner's real DeepSpeed
+engine (1 rank, gloo) and reports, per step, the seconds of the scoring pass (π_old and
+entropies before any update; skipped where it is redundant) and of the update
+(forward/backward/AdamW), plus tokens/s. The first step is a warm-up and not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+
+def build_groups(args: argparse.Namespace, vocab: int):
+    import random
+
+    from outrider.proto.v1.trajectory_pb2 import Trajectory, TrajectoryGroup, Turn
+
+    rng = random.Random(0)
+    groups = []
+    for g in range(args.groups):
+        prompt = [rng.randrange(3, vocab) for _ in range(args.prompt + rng.randrange(-3, 4))]
+        group = TrajectoryGroup(group_id=f"bench-{g}", env="bench", task_id=f"t{g}", policy_version=0)
+        for i in range(args.group_size):
+            length = max(2, min(args.max_completion, int(rng.expovariate(1 / args.mean_completion))))
+            completion = [rng.randrange(3, vocab) for _ in range(length)]
+            group.trajectories.append(
+                Trajectory(
+                    trajectory_id=f"{group.group_id}/{i}",
+                    prompt_length=len(prompt),
+                    token_ids=prompt + completion,
+                    logprobs=[0.0] * len(prompt) + [-2.0] * length,
+                    loss_mask=[False] * len(prompt) + [True] * length,
+                    turns=[Turn(start=len(prompt), completion_length=length, policy_version=0)],
+                    outcome_reward=float(rng.random() < 0.4),
+                )
+            )
+        groups.append(group)
+    return groups
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--groups", type=int, default=8)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--prompt", type=int, default=45, help="prompt tokens (chat template included)")
+    parser.add_argument("--mean-completion", type=float, default=42.0)
+    parser.add_argument("--max-completion", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
+    parser.add_argument("--micro-batch-tokens", type=int, default=4096)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from outrider.config.learner import LearnerConfig
+    from outrider.learner.algorithms import Algorithms
+    from outrider.learner.batch import build_batch
+    from outrider.learner.engine import init_distributed, shutdown_distributed, trainable_engine
+    from outrider.learner.models import load_actor
+    from outrider.learner.step import Models, StepPlan, learner_step
+
+    init_distributed("gloo")
+    cfg = LearnerConfig.model_validate(
+        {
+            "model": args.model,
+            "optimizer": {"lr": 1e-6},
+            "engine": {"micro_batch_tokens": args.micro_batch_tokens},
+            "algorithm": {
+                "advantage": {"name": "grpo"},
+                "policy_loss": {"name": "ppo_clip"},
+                "aggregation": {"name": "seq_mean_token_mean"},
+                "epochs": args.epochs,
+            },
+        }
+    )
+    actor = trainable_engine(load_actor(cfg.model), cfg.engine, cfg.optimizer)
+    algos = Algorithms.from_config(cfg.algorithm)
+    batch = build_batch(build_groups(args, actor.module.config.vocab_size))
+    tokens = int(batch.attention_mask.sum())
+    trained = int(batch.mask.sum())
+    rows = []
+    for step in range(args.repeats + 1):
+        plan = StepPlan(rank=0, world_size=1, token_budget=cfg.engine.micro_batch_tokens, mini_batches=1,
+                        epochs=args.epochs, seed=0, step=step)
+        started = time.perf_counter()
+        metrics = learner_step(Models(actor=actor), algos, batch, 0.0, plan)
+        total = time.perf_counter() - started
+        row = {
+            "step": step,
+            "seconds": total,
+            "score_seconds": metrics.get("time/score_seconds", float("nan")),
+            "update_seconds": metrics.get("time/update_seconds", float("nan")),
+        }
+        print(json.dumps(row), flush=True)
+        if step:
+            rows.append(row)
+    median = {k: statistics.median(r[k] for r in rows) for k in ("seconds", "score_seconds", "update_seconds")}
+    print(
+        f"\n{args.model}: {batch.size} sequences, {tokens} tokens ({trained} trained), threads {torch.get_num_threads()}\n"
+        f"| step s | scoring pass s | update s | tokens/s | trained tokens/s |\n| --- | --- | --- | --- | --- |\n"
+        f"| {median['seconds']:.2f} | {median['score_seconds']:.2f} | {median['update_seconds']:.2f} "
+        f"| {tokens / median['seconds']:.0f} | {trained / median['seconds']:.0f} |"
+    )
+    shutdown_distributed()
+
+
+if __name__ == "__main__":
+    main()
