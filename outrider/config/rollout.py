@@ -55,6 +55,11 @@ class RolloutConfig(ConfigModel):
     """Where rewards come from."""
     workers: int = Field(2, ge=1, le=256)
     """Local mode: Celery worker processes started by `outrider train`."""
+    groups_per_worker: int = Field(4, ge=1, le=64)
+    """Groups each worker plays at once (threads in one worker process; its RPCs wait on
+    the services, not the CPU). workers × groups_per_worker × group_size sequences can be
+    in flight on the policy: enough to fill vLLM's batch instead of one group at a time.
+    1: one group at a time in a prefork pool (Celery then also enforces task_time_limit_s)."""
     max_groups_ahead: int | None = Field(None, ge=1)
     """Groups dispatched but not yet trained; null: groups_per_step × max(1, max_policy_lag),
     which keeps rollouts within the learner's staleness bound."""

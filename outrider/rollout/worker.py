@@ -21,8 +21,8 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
-from functools import cache
 
 import redis
 from celery import Celery
@@ -98,7 +98,8 @@ class Rollouts:
         from outrider.rollout.episodes import GroupPlayer
 
         self.player = GroupPlayer(self.policy, self.env, run.rollout)
-        self.producer = f"{socket.gethostname()}/{os.getpid()}"
+        self.pid = os.getpid()
+        self.producer = f"{socket.gethostname()}/{self.pid}/{threading.get_ident()}"
 
     def play(self, task: common_pb2.Task, group_id: str, seed: int) -> dict:
         from outrider.rollout.episodes import build_group
@@ -138,18 +139,25 @@ class Rollouts:
         return summary
 
 
-@cache
+_local = threading.local()
+
+
 def rollouts() -> Rollouts:
-    run = _run_config()
-    if run is None:
-        raise RuntimeError("OUTRIDER_RUN_CONFIG is not set: the worker does not know its run")
-    return Rollouts(run)
+    """This thread's clients: a worker with `groups_per_worker` > 1 plays groups in
+    threads, and a GroupPlayer keeps per-group state (its timings) while it plays."""
+    mine = getattr(_local, "rollouts", None)
+    if mine is None or mine.pid != os.getpid():
+        run = _run_config()
+        if run is None:
+            raise RuntimeError("OUTRIDER_RUN_CONFIG is not set: the worker does not know its run")
+        mine = _local.rollouts = Rollouts(run)
+    return mine
 
 
 @worker_process_init.connect
 def _fresh_clients(**_) -> None:
     # gRPC channels must not cross a fork: each worker process builds its own.
-    rollouts.cache_clear()
+    _local.__dict__.clear()
     # A pool process dies with its worker: a killed worker leaves no orphan
     # still playing (and publishing) a group.
     die_with_parent(signal.SIGKILL)

@@ -78,10 +78,13 @@ def _env(run_config_path: Path, threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def rollout_worker(index: int, run_config_path: Path, log_dir: Path, restarts: int) -> Supervised:
+def rollout_worker(index: int, run_config_path: Path, log_dir: Path, restarts: int, groups: int = 1) -> Supervised:
+    """A Celery worker playing `groups` groups at once: threads when more than one (a
+    rollout waits on RPCs, and threads share one process's clients), else one prefork child."""
+    pool = ["--pool=threads", f"--concurrency={groups}"] if groups > 1 else ["--pool=prefork", "--concurrency=1"]
     command = [
         sys.executable, "-m", "celery", "-A", "outrider.rollout.worker", "worker",
-        "--pool=prefork", "--concurrency=1", f"--queues={QUEUE}", f"--hostname=rollout{index}@%h",
+        *pool, f"--queues={QUEUE}", f"--hostname=rollout{index}@%h",
         "--loglevel=INFO", "--without-gossip", "--without-mingle",
     ]
     # A rollout worker mostly waits on RPCs: one thread is plenty.

@@ -142,7 +142,10 @@ class TrainRun:
         logs.mkdir(exist_ok=True)
         started = time.monotonic()
         if run.stack.mode == "local":
-            self.children = [processes.rollout_worker(i, self.effective_path, logs, self.restarts) for i in range(run.rollout.workers)]
+            self.children = [
+                processes.rollout_worker(i, self.effective_path, logs, self.restarts, run.rollout.groups_per_worker)
+                for i in range(run.rollout.workers)
+            ]
             learner = processes.learner(self.effective_path, run.learner.ranks, logs, self.restarts, self.resume)
             self.children.append(learner)
             for child in self.children:
