@@ -48,6 +48,8 @@ class SequenceBatch:
     """Shape: (B,) long; oldest weights version that sampled the sequence."""
     lengths: Tensor
     """Shape: (B,) long; real length L_i of each sequence."""
+    prompt_lengths: Tensor
+    """Shape: (B,) long; tokens of the initial prompt (shared by a group's sequences)."""
 
     @property
     def targets(self) -> Tensor:
@@ -77,6 +79,7 @@ class SequenceBatch:
             group_index=self.group_index[index],
             policy_version=self.policy_version[index],
             lengths=self.lengths[index],
+            prompt_lengths=self.prompt_lengths[index],
         )
 
 
@@ -97,6 +100,7 @@ def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
     group_index = torch.zeros(b, dtype=torch.long)
     versions = torch.zeros(b, dtype=torch.long)
     lengths = torch.zeros(b, dtype=torch.long)
+    prompt_lengths = torch.zeros(b, dtype=torch.long)
     for row, (g_index, group, traj) in enumerate(trajectories):
         n = len(traj.token_ids)
         input_ids[row, :n] = torch.tensor(traj.token_ids, dtype=torch.long)
@@ -112,6 +116,7 @@ def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
         turn_versions = [turn.policy_version for turn in traj.turns]
         versions[row] = min(turn_versions) if turn_versions else group.policy_version
         lengths[row] = max(n, 2)
+        prompt_lengths[row] = traj.prompt_length
     mask = loss_mask[:, 1:]
     return SequenceBatch(
         input_ids=input_ids,
@@ -124,6 +129,7 @@ def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
         group_index=group_index,
         policy_version=versions,
         lengths=lengths,
+        prompt_lengths=prompt_lengths,
     )
 
 

@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForTokenClas
 
 from outrider.learner.algos import entropy_from_logits, logprobs_from_logits
 from outrider.learner.batch import SequenceBatch
+from outrider.learner.forward import shared_prefix_logprobs, supports_shared_prefix
 from outrider.models import resolve_model
 
 
@@ -72,18 +73,28 @@ def _takes_logits_to_keep(forward_type: type) -> bool:
 
 
 def token_logprobs(
-    model: nn.Module, batch: SequenceBatch, with_entropy: bool = False, entropy_grad: bool = True
+    model: nn.Module,
+    batch: SequenceBatch,
+    with_entropy: bool = False,
+    entropy_grad: bool = True,
+    shared_prefix: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     """log π(target_j | prefix) and (optionally) the entropy at each target position.
 
-    The LM head and the log-softmax over the vocabulary run only from the first position
-    any row trains on (HF's ``logits_to_keep``): prompt positions would be multiplied by
-    a zero mask, and for a small model with a large vocabulary (SmolLM2: 576 × 49,152)
-    they are a fifth of the forward's FLOPs. Positions before it are 0 in the outputs.
+    Where the model allows it (:func:`supports_shared_prefix`), each distinct prompt of
+    the micro-batch runs once and the LM head only at trained targets
+    (outrider.learner.forward); positions off the mask are then 0. Otherwise (or with
+    ``shared_prefix=False``) the LM head and the log-softmax over the vocabulary run only
+    from the first position any row trains on (HF's ``logits_to_keep``): prompt positions
+    would be multiplied by a zero mask, and for a small model with a large vocabulary
+    (SmolLM2: 576 × 49,152) they are a fifth of the forward's FLOPs. Positions before it
+    are 0 in the outputs.
     ``entropy_grad=False`` computes the entropy detached (no autograd graph through a
     (B, T, V) softmax that nothing differentiates).
     Shape: (B, T) each, float32.
     """
+    if shared_prefix and supports_shared_prefix(model):
+        return shared_prefix_logprobs(model, batch, with_entropy, entropy_grad)
     t = batch.mask.shape[1]
     module = getattr(model, "module", model)  # a DeepSpeed engine wraps the HF model
     first = first_trained_target(batch.mask) if _takes_logits_to_keep(type(module)) else 0

@@ -1,0 +1,93 @@
+"""Each prompt computed once (outrider.learner.forward) equals the plain forward.
+
+The oracle is a direct transformers forward of every whole sequence with a hand-written
+log-softmax, in float64 on the tiny test model; the batch has two groups with different
+prompts of different lengths (so prefixes are padded), sequences of different lengths
+(so suffixes are padded) and a second turn (an environment span inside the suffix).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from outrider.learner.batch import build_batch
+from outrider.learner.forward import plan_prefixes, shared_prefix_logprobs, supports_shared_prefix
+from outrider.learner.models import load_actor
+from outrider.proto.v1.trajectory_pb2 import Trajectory, TrajectoryGroup, Turn
+
+PROMPTS = [[1, 330, 4512, 314, 2476, 28], [1, 77, 19, 8442]]
+COMPLETIONS = [[504, 2119, 30, 2256, 42, 997, 2], [711, 19, 8442, 2], [301, 77, 1203, 2, 9, 9, 504, 30], [42, 2]]
+
+
+def trajectory(prompt: list[int], completion: list[int], name: str, env_span: int = 0) -> Trajectory:
+    # With env_span > 0 the last env_span tokens before the final two are an environment reply (mask 0).
+    mask = [False] * len(prompt) + [True] * len(completion)
+    if env_span:
+        for i in range(len(mask) - 2 - env_span, len(mask) - 2):
+            mask[i] = False
+    return Trajectory(
+        trajectory_id=name,
+        prompt_length=len(prompt),
+        token_ids=prompt + completion,
+        logprobs=[0.0] * (len(prompt) + len(completion)),
+        loss_mask=mask,
+        turns=[Turn(start=len(prompt), completion_length=len(completion))],
+        outcome_reward=1.0,
+    )
+
+
+def make_batch():
+    groups = []
+    for g, prompt in enumerate(PROMPTS):
+        group = TrajectoryGroup(group_id=f"g{g}", env="e", task_id=f"t{g}")
+        for i, completion in enumerate(COMPLETIONS):
+            group.trajectories.append(trajectory(prompt, completion, f"g{g}/{i}", env_span=2 if i == 2 else 0))
+        groups.append(group)
+    return build_batch(groups)
+
+
+def direct(model, batch):
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+    log_p = torch.log_softmax(logits, -1)
+    return log_p.gather(-1, batch.targets[..., None])[..., 0], -(log_p.exp() * log_p).sum(-1)
+
+
+def gradient(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_each_prompt_is_computed_once():
+    plan = plan_prefixes(make_batch())
+    assert plan.unique == 2
+    assert plan.prefix_lengths.tolist() == [6, 4]
+    assert plan.prefix_of_row.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_shared_prefix_logprobs_entropies_and_gradients_equal_a_direct_forward():
+    torch.manual_seed(0)
+    model = load_actor("tiny-random").double()
+    assert supports_shared_prefix(model)
+    batch = make_batch()
+    mask = batch.mask.bool()
+    logprobs, entropy = shared_prefix_logprobs(model, batch, with_entropy=True)
+    want_logprobs, want_entropy = direct(model, batch)
+    torch.testing.assert_close(logprobs[mask], want_logprobs[mask], rtol=0, atol=1e-10)
+    torch.testing.assert_close(entropy[mask], want_entropy[mask], rtol=0, atol=1e-10)
+    assert torch.equal(logprobs[~mask], torch.zeros_like(logprobs[~mask]))
+
+    # The gradient of a loss over the trained tokens: the backward sums each shared
+    # prefix's gradient over its rows, as the repeated forward does.
+    weights = torch.linspace(-1.0, 1.0, mask.numel(), dtype=torch.float64).reshape(mask.shape)
+    got = gradient(model, (weights * logprobs * batch.mask).sum() + (entropy * batch.mask).sum())
+    logprobs, entropy = direct(model, batch)
+    want = gradient(model, (weights * logprobs * batch.mask).sum() + (entropy * batch.mask).sum())
+    assert float(want.norm()) > 0
+    assert float((got - want).norm() / want.norm()) < 1e-6
+
+
+def test_unsupported_models_take_the_plain_forward():
+    model = load_actor("tiny-random")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert not supports_shared_prefix(model), "HF drops the KV cache under gradient checkpointing"
