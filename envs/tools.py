@@ -76,6 +76,19 @@ def has_tool_call(text: str) -> bool:
     return OPEN_TAG in text or CLOSE_TAG in text
 
 
+def remove_tool_calls(text: str) -> str:
+    """`text` with each call (`<tool_call>` to its `</tool_call>`, or to the end when
+    unclosed) replaced by a space: what is left is prose, e.g. for reading an answer.
+    Linear in len(text), however many tags are unclosed."""
+    parts, position = [], 0
+    while (start := text.find(OPEN_TAG, position)) != -1:
+        parts.append(text[position:start] + " ")
+        end = text.find(CLOSE_TAG, start + len(OPEN_TAG))
+        position = len(text) if end == -1 else end + len(CLOSE_TAG)
+    parts.append(text[position:])
+    return "".join(parts)
+
+
 def parse_tool_calls(text: str) -> list[ParsedCall]:
     """Every call in `text`, in order; malformed ones carry `error` (never raises)."""
     calls = []

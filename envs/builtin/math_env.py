@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from fractions import Fraction
 
-from outrider.envs.builtin.answers import extract_answer, format_number
+from outrider.envs.answers import extract_answer, format_number
 from outrider.envs.builtin.common import (
     check_split,
     difficulty_levels,
@@ -125,10 +125,10 @@ class MathEnv(Environment):
         return [Message("system", SYSTEM_PROMPT), Message("user", self.task.preview)]
 
     async def step(self, action: str) -> StepResult:
-        answer = extract_answer(action)
+        answer = extract_answer(action).number
         if answer is None:
             return StepResult([Message("user", NO_NUMBER_FEEDBACK)], reward=0.0, done=False, metrics={"no_answer": 1.0})
-        if answer == Fraction(self.task.reference):
+        if answer.value == Fraction(self.task.reference):
             return StepResult([], reward=1.0, done=True, solved=True, metrics={"correct": 1.0})
-        feedback = f"{format_number(answer)} is not correct. Check your work and try again."
+        feedback = f"{format_number(answer.value)} is not correct. Check your work and try again."
         return StepResult([Message("user", feedback)], reward=0.0, done=False, metrics={"correct": 0.0})

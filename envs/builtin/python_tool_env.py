@@ -1,11 +1,12 @@
 """`python-tool`: questions best answered by computing, with a sandboxed python tool.
 
 Each turn the policy either calls the tool (see outrider.envs.tools for the one
-format) and gets its output back as a "tool" message, or answers (same answer
-rules as `math`: \\boxed{}, "Answer:", else the last number). A correct answer
-ends the episode with reward 1; a wrong one gets feedback and another try. A
-malformed or unknown tool call yields an error observation, is recorded with
-status INVALID_INPUT and counted, and the episode goes on.
+format) and gets its output back as a "tool" message, or answers (read by
+`outrider.envs.answers`, as for `math`: `####`, \\boxed{}, "Answer:", else the
+last number). A correct answer ends the episode with reward 1; a wrong one gets
+feedback and another try. A malformed or unknown tool call yields an error
+observation, is recorded with status INVALID_INPUT and counted, and the
+episode goes on.
 
 Levels: 0 products of 4-5 digit numbers, 1 digit sums of powers of two,
 2 prime counts, 3 letter counts in long strings and modular powers.
@@ -18,7 +19,7 @@ import functools
 import string
 from fractions import Fraction
 
-from outrider.envs.builtin.answers import extract_answer, format_number
+from outrider.envs.answers import extract_answer, format_number
 from outrider.envs.builtin.common import (
     check_split,
     difficulty_levels,
@@ -139,13 +140,13 @@ class PythonToolEnv(Environment):
             observation = [Message("tool", record.output, name=record.name or "python") for record in records]
             invalid = sum(1 for record in records if record.status is ToolStatus.INVALID_INPUT)
             return StepResult(observation, reward=0.0, done=False, tool_calls=records, metrics={"invalid_tool_calls": float(invalid)})
-        answer = extract_answer(action)
+        answer = extract_answer(action).number
         if answer is None:
             feedback = "Call the python tool, or give your final answer as 'Answer: <number>'."
             return StepResult([Message("user", feedback)], reward=0.0, done=False, metrics={"no_answer": 1.0})
-        if answer == Fraction(self.task.reference):
+        if answer.value == Fraction(self.task.reference):
             return StepResult([], reward=1.0, done=True, solved=True, metrics={"correct": 1.0})
-        feedback = f"{format_number(answer)} is not correct. You can use the python tool to compute it."
+        feedback = f"{format_number(answer.value)} is not correct. You can use the python tool to compute it."
         return StepResult([Message("user", feedback)], reward=0.0, done=False, metrics={"correct": 0.0})
 
     async def _call(self, call) -> ToolCallRecord:

@@ -135,6 +135,7 @@ def overlong_penalty(lengths: Tensor, params: OverlongParams) -> Tensor:
                    = ((L_max − L_cache) − |y|) / L_cache if L_max − L_cache < |y| ≤ L_max
                    = −1                                  if |y| > L_max
     (times ``penalty``). Shape: lengths (B,) -> (B,), float64 unless lengths is floating.
+    The one implementation: the reward service's ``length`` verifier calls it too (B = 1).
     """
     if params.cache_length > params.max_length:
         raise ValueError("cache_length must not exceed max_length")

@@ -3,8 +3,9 @@
 Outcome:  env            R = Σ_t env_reward_t − turn_penalty · (turns − 1)
           reward-service R = the reward service's weighted verifiers on the last answer
 Steps:    env            s_t = the env's process signal after turn t; r_t = s_t − s_{t−1}
-                          (s_0 = 0, so Σ r_t = s_T) or r_t = s_t
+                          (s_0 = 0, so Σ r_t = s_T) or r_t = s_t (`outrider.envs.shaping`)
           prm            the reward service's PRM, one step per assistant turn, shaped there
+                          by the same rule
 
 A step reward sits on the last completion token of its turn. A failed
 verifier or PRM call fails the episode (with the reason); nothing becomes 0.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import grpc
 
 from outrider.config.rollout import RewardSourceConfig
+from outrider.envs.shaping import step_rewards
 from outrider.proto.v1 import common_pb2, reward_pb2, trajectory_pb2
 from outrider.proto.v1.common_pb2 import ItemStatus
 from outrider.rollout.episodes import Episode
@@ -24,17 +26,6 @@ _OK = (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK)
 
 def _turn_end(turn: trajectory_pb2.Turn) -> int:
     return turn.start + max(turn.completion_length, 1) - 1
-
-
-def shaped(scores: list[float], shaping: str) -> list[float]:
-    """r_t from s_t: differences (s_0 = 0) or the scores themselves."""
-    if shaping == "raw":
-        return list(scores)
-    previous, rewards = 0.0, []
-    for score in scores:
-        rewards.append(score - previous)
-        previous = score
-    return rewards
 
 
 def assign_rewards(task: common_pb2.Task, episodes: list[Episode], cfg: RewardSourceConfig, reward_client=None) -> None:
@@ -53,7 +44,7 @@ def assign_rewards(task: common_pb2.Task, episodes: list[Episode], cfg: RewardSo
 
 def _env_steps(episode: Episode, cfg: RewardSourceConfig) -> None:
     scored = [(turn, score) for turn, score in zip(episode.turns, episode.process_scores) if score is not None]
-    rewards = shaped([score for _, score in scored], cfg.shaping)
+    rewards = step_rewards([score for _, score in scored], cfg.shaping)
     episode.step_rewards = [
         trajectory_pb2.StepReward(token_index=_turn_end(turn), score=score, reward=cfg.step_weight * reward)
         for (turn, score), reward in zip(scored, rewards)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from outrider.config.reward import DEFAULT_ENV_KEY, VERIFIER_CONFIGS, RewardServiceConfig
+from outrider.envs.shaping import step_rewards
 from outrider.services.reward.prm.segmentation import Message, StepSpan, segment
-from outrider.services.reward.prm.shaping import shape
 from outrider.services.reward.scoring import ERROR, INVALID_INPUT, OK, ItemScore, score_item
 from outrider.services.reward.verifiers import Verifier, VerifierInput, build_verifier
 
@@ -122,7 +122,7 @@ class RewardCore:
             elif len(result) != len(job.steps) or not np.all(np.isfinite(result)):
                 outcomes.append(StepsOutcome(job.steps, None, None, job.shaping, ERROR, f"PRM returned invalid scores {result.tolist()[:8]}"))
             else:
-                outcomes.append(StepsOutcome(job.steps, result, shape(result, job.shaping), job.shaping, OK))
+                outcomes.append(StepsOutcome(job.steps, result, np.asarray(step_rewards(result, job.shaping)), job.shaping, OK))
         return outcomes
 
     def _score_isolated(self, encoded: list) -> list[np.ndarray | str]:

@@ -2,14 +2,15 @@
 
 Checks (all configured ones must hold): a regular expression (anywhere, or the
 whole response with `full_match`), and a final-answer form: `boxed` needs a
-`\\boxed{...}`, `marker` an `Answer:`-style marker, `any` either of them.
+`\\boxed{...}`, `marker` an `Answer:`-style marker (or GSM8K's `####`), `any`
+either of them — found by `outrider.envs.answers`, as the math verifier finds them.
 """
 
 from __future__ import annotations
 
 import re
 
-from outrider.services.reward.verifiers.answers import ANSWER_MARKER, boxed_contents
+from outrider.envs.answers import has_answer_marker, last_boxed
 from outrider.services.reward.verifiers.base import Verdict, Verifier, VerifierInput
 
 
@@ -28,7 +29,7 @@ class FormatVerifier(Verifier):
             if matched is None:
                 problems.append(f"does not {'fully ' if self.cfg.full_match else ''}match /{self.pattern.pattern}/")
         wanted = self.cfg.require_answer
-        has_boxed, has_marker = bool(boxed_contents(text)), bool(ANSWER_MARKER.search(text))
+        has_boxed, has_marker = last_boxed(text) is not None, has_answer_marker(text)
         if wanted == "boxed" and not has_boxed:
             problems.append("no \\boxed{...} answer")
         elif wanted == "marker" and not has_marker:

@@ -8,25 +8,25 @@ With L = the response length, L_max = `max_length` and L_cache = `buffer`:
 
 so the penalty ramps linearly from 0 to −1 over the last L_cache units instead
 of a cliff at the limit. Give it a positive weight: it adds a value in [−1, 0].
+The formula is computed by the learner library's
+`outrider.learner.algos.off_policy.overlong_penalty` (penalty 1), its one
+implementation; this verifier only measures L.
 """
 
 from __future__ import annotations
 
+import torch
+
+from outrider.learner.algos.off_policy import OverlongParams, overlong_penalty
 from outrider.services.reward.verifiers.base import InvalidItem, Verdict, Verifier, VerifierInput
-
-
-def soft_overlong(length: int, max_length: int, buffer: int) -> float:
-    """R(L) above."""
-    start = max_length - buffer
-    if length <= start:
-        return 0.0
-    if length <= max_length:
-        return (start - length) / buffer
-    return -1.0
 
 
 class LengthVerifier(Verifier):
     name = "length"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.params = OverlongParams(max_length=cfg.max_length, cache_length=cfg.buffer, penalty=1.0)
 
     async def verify(self, item: VerifierInput) -> Verdict:
         if self.cfg.unit == "tokens":
@@ -35,5 +35,5 @@ class LengthVerifier(Verifier):
             length = item.response_tokens
         else:
             length = len(item.response)
-        value = soft_overlong(length, self.cfg.max_length, self.cfg.buffer)
+        value = overlong_penalty(torch.tensor([length]), self.params).item()
         return Verdict(value, f"{length} {self.cfg.unit} (limit {self.cfg.max_length}, soft from {self.cfg.max_length - self.cfg.buffer})")

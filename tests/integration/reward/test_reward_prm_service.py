@@ -10,10 +10,10 @@ from prometheus_client import REGISTRY
 
 from outrider.config import RewardServiceConfig, ServerConfig
 from outrider.config.reward import RewardLimits, ScalarHeadPRMConfig
+from outrider.envs.shaping import step_rewards
 from outrider.proto.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 from outrider.services.reward.prm import dataset as ds
 from outrider.services.reward.prm import train as prm_train
-from outrider.services.reward.prm.shaping import shape
 from outrider.services.reward.server import create_server
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ async def test_served_scores_match_direct_model_calls_and_separate_steps(trained
             with torch.inference_mode():
                 direct.append(torch.sigmoid(model(input_ids=ids).logits[0, 0].double()).item())
         np.testing.assert_allclose(result.scores, direct, rtol=0, atol=2e-6)
-        np.testing.assert_allclose(result.rewards, shape(np.array(direct), "difference"), rtol=0, atol=4e-6)
+        np.testing.assert_allclose(result.rewards, step_rewards(direct, "difference"), rtol=0, atol=4e-6)
 
 
 async def test_shaping_and_segmentation_overrides_are_recorded(trained, served):

@@ -14,12 +14,22 @@ from outrider.envs.tools import (
     format_run_output,
     has_tool_call,
     parse_tool_calls,
+    remove_tool_calls,
 )
 
 
 def test_no_tags_means_no_calls():
     assert parse_tool_calls("The answer is 42.") == []
     assert not has_tool_call("The answer is 42.")
+
+
+def test_remove_tool_calls_leaves_the_prose():
+    call = format_call("python", {"code": "print(99)"})
+    assert remove_tool_calls(f"Let me see. {call} Then 7.") == "Let me see.   Then 7."  # the call becomes one space
+    assert remove_tool_calls("a <tool_call>{unclosed print(99)") == "a  "  # unclosed: to the end
+    assert remove_tool_calls(f"{call}{call}x") == "  x"
+    assert remove_tool_calls("no calls") == "no calls"
+    assert remove_tool_calls("<tool_call>" * 100_000) == " "  # linear: one unclosed call swallows the rest
 
 
 def test_well_formed_call_round_trips():

@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 
 from outrider.services.reward.verifiers import VerifierError
-from outrider.services.reward.verifiers.answers import extract_answer, parse_number
+from outrider.envs.answers import extract_answer, parse_number
 from outrider.services.reward.verifiers.math import judge
 
 # (response, reference, expected value, why)

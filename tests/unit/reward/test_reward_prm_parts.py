@@ -1,16 +1,14 @@
-"""PRM building blocks: segmentation, shaping, token encoding, AUC, the synthetic dataset."""
+"""PRM building blocks: segmentation, token encoding, AUC, the synthetic dataset (shaping: tests/unit/envs/test_env_shaping.py)."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from outrider.services.reward.prm import dataset as ds
 from outrider.services.reward.prm.encoding import encode_steps
 from outrider.services.reward.prm.segmentation import Message, StepSpan, segment, step_texts
-from outrider.services.reward.prm.shaping import shape
 from outrider.services.reward.prm.train import auc, byte_tokenizer
 
 CONVERSATION = [
@@ -39,20 +37,6 @@ def test_segment_rejects_bad_modes():
         segment(CONVERSATION, "delimiter", "")
     with pytest.raises(ValueError, match="unknown segmentation mode"):
         segment(CONVERSATION, "sentence")
-
-
-def test_shaping_hand_values():
-    s = np.array([0.2, 0.5, 0.4])
-    # Differences with s_0 = 0: 0.2, 0.3, -0.1; they telescope to s_T = 0.4.
-    np.testing.assert_allclose(shape(s, "difference"), [0.2, 0.3, -0.1], rtol=0, atol=1e-15)
-    assert shape(s, "difference").sum() == pytest.approx(0.4, abs=1e-15)
-    np.testing.assert_array_equal(shape(s, "min"), [0.0, 0.0, 0.2])
-    np.testing.assert_array_equal(shape(s, "last"), [0.0, 0.0, 0.4])
-    np.testing.assert_array_equal(shape(s, "raw"), s)
-    for name in ("difference", "min", "last", "raw"):
-        assert shape(np.zeros(0), name).shape == (0,)
-    with pytest.raises(ValueError, match="unknown shaping"):
-        shape(s, "exp")
 
 
 def test_encoding_prefixes_are_exact_token_prefixes():

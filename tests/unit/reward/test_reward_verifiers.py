@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from outrider.config.reward import FormatVerifierConfig, LengthVerifierConfig, MathVerifierConfig
+from outrider.learner.algos import off_policy
 from outrider.services.reward.scoring import score_item
 from outrider.services.reward.verifiers import Verdict, Verifier, VerifierInput, build_verifier
-from outrider.services.reward.verifiers.length import soft_overlong
+from outrider.services.reward.verifiers import length as length_verifier
 
 
 def run(coro):
@@ -27,12 +28,19 @@ def run(coro):
         (4097, -1.0),  # beyond L_max
     ],
 )
-def test_soft_overlong_dapo(length, expected):
-    assert soft_overlong(length, 4096, 512) == pytest.approx(expected, abs=1e-15)
+def test_length_verifier_is_dapo_soft_overlong(length, expected):
+    verifier = build_verifier(LengthVerifierConfig(max_length=4096, buffer=512, unit="chars"))
+    assert run(verifier.verify(VerifierInput(response="x" * length))).value == pytest.approx(expected, abs=1e-15)
 
 
-def test_soft_overlong_without_buffer_is_a_cliff():
-    assert soft_overlong(10, 10, 0) == 0.0 and soft_overlong(11, 10, 0) == -1.0
+def test_length_verifier_without_buffer_is_a_cliff():
+    verifier = build_verifier(LengthVerifierConfig(max_length=10, buffer=0, unit="chars"))
+    values = [run(verifier.verify(VerifierInput(response="x" * n))).value for n in (10, 11)]
+    assert values == [0.0, -1.0]
+
+
+def test_length_verifier_uses_the_learner_librarys_formula():
+    assert length_verifier.overlong_penalty is off_policy.overlong_penalty
 
 
 def test_length_verifier_needs_token_counts():
