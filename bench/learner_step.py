@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/learner_step.py [--model smollm2-135m-instruct] [--groups 8] [--group-size 8]
         [--prompt 45] [--mean-completion 42] [--max-completion 128] [--repeats 3] [--threads N]
+        [--variants baseline,optimised]
 
 Builds `groups × group_size` trajectories shaped like the vs-TRL workload (one shared
 prompt per group, completion lengths drawn around a mean, 0/1 rewards with a mixed
@@ -9,6 +10,12 @@ group signal), runs `outrider.learner.step.learner_step` on the learner's real D
 engine (1 rank, gloo) and reports, per step, the seconds of the scoring pass (π_old and
 entropies before any update; skipped where it is redundant) and of the update
 (forward/backward/AdamW), plus tokens/s. The first step is a warm-up and not counted.
+
+Variants, run one after the other on the same batch and the same fresh weights:
+  baseline   the learner as of 2026-11-21: a separate scoring pass, every prompt
+             recomputed for each of its rows, logits at every position;
+  optimised  the defaults: no redundant scoring pass, each prompt once, LM head only
+             at trained targets (outrider.learner.forward).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import json
 import statistics
 import time
+from functools import partial
 
 
 def build_groups(args: argparse.Namespace, vocab: int):
@@ -59,6 +67,7 @@ def main() -> None:
     parser.add_argument("--micro-batch-tokens", type=int, default=4096)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--variants", default="baseline,optimised")
     args = parser.parse_args()
 
     import torch
@@ -70,6 +79,8 @@ def main() -> None:
     from outrider.learner.batch import build_batch
     from outrider.learner.engine import init_distributed, shutdown_distributed, trainable_engine
     from outrider.learner.models import load_actor
+    import outrider.learner.step as step_module
+    from outrider.learner.models import token_logprobs
     from outrider.learner.step import Models, StepPlan, learner_step
 
     init_distributed("gloo")
@@ -86,34 +97,44 @@ def main() -> None:
             },
         }
     )
-    actor = trainable_engine(load_actor(cfg.model), cfg.engine, cfg.optimizer)
     algos = Algorithms.from_config(cfg.algorithm)
-    batch = build_batch(build_groups(args, actor.module.config.vocab_size))
+    batch = None
+    table = []
+    for variant in args.variants.split(","):
+        baseline = variant == "baseline"
+        step_module.token_logprobs = partial(token_logprobs, shared_prefix=not baseline)
+        torch.manual_seed(0)
+        actor = trainable_engine(load_actor(cfg.model), cfg.engine, cfg.optimizer)
+        if batch is None:
+            batch = build_batch(build_groups(args, actor.module.config.vocab_size))
+        rows = []
+        for step in range(args.repeats + 1):
+            plan = StepPlan(rank=0, world_size=1, token_budget=cfg.engine.micro_batch_tokens, mini_batches=1,
+                            epochs=args.epochs, seed=0, step=step, scoring_pass="always" if baseline else "auto")
+            started = time.perf_counter()
+            metrics = learner_step(Models(actor=actor), algos, batch, 0.0, plan)
+            row = {
+                "variant": variant,
+                "step": step,
+                "seconds": time.perf_counter() - started,
+                "score_seconds": metrics["time/score_seconds"],
+                "update_seconds": metrics["time/update_seconds"],
+                "loss": metrics["actor/loss"],
+            }
+            print(json.dumps(row), flush=True)
+            if step:
+                rows.append(row)
+        table.append((variant, {k: statistics.median(r[k] for r in rows) for k in ("seconds", "score_seconds", "update_seconds")}))
+        del actor
     tokens = int(batch.attention_mask.sum())
     trained = int(batch.mask.sum())
-    rows = []
-    for step in range(args.repeats + 1):
-        plan = StepPlan(rank=0, world_size=1, token_budget=cfg.engine.micro_batch_tokens, mini_batches=1,
-                        epochs=args.epochs, seed=0, step=step)
-        started = time.perf_counter()
-        metrics = learner_step(Models(actor=actor), algos, batch, 0.0, plan)
-        total = time.perf_counter() - started
-        row = {
-            "step": step,
-            "seconds": total,
-            "score_seconds": metrics.get("time/score_seconds", float("nan")),
-            "update_seconds": metrics.get("time/update_seconds", float("nan")),
-        }
-        print(json.dumps(row), flush=True)
-        if step:
-            rows.append(row)
-    median = {k: statistics.median(r[k] for r in rows) for k in ("seconds", "score_seconds", "update_seconds")}
-    print(
-        f"\n{args.model}: {batch.size} sequences, {tokens} tokens ({trained} trained), threads {torch.get_num_threads()}\n"
-        f"| step s | scoring pass s | update s | tokens/s | trained tokens/s |\n| --- | --- | --- | --- | --- |\n"
-        f"| {median['seconds']:.2f} | {median['score_seconds']:.2f} | {median['update_seconds']:.2f} "
-        f"| {tokens / median['seconds']:.0f} | {trained / median['seconds']:.0f} |"
-    )
+    print(f"\n{args.model}: {batch.size} sequences, {tokens} tokens ({trained} trained), threads {torch.get_num_threads()}")
+    print("| variant | step s | scoring pass s | update s | tokens/s | trained tokens/s |\n| --- | --- | --- | --- | --- | --- |")
+    for variant, m in table:
+        print(f"| {variant} | {m['seconds']:.2f} | {m['score_seconds']:.2f} | {m['update_seconds']:.2f} "
+              f"| {tokens / m['seconds']:.0f} | {trained / m['seconds']:.0f} |")
+    if len(table) == 2:
+        print(f"\nspeed-up {table[0][0]} / {table[1][0]}: {table[0][1]['seconds'] / table[1][1]['seconds']:.2f}x")
     shutdown_distributed()
 
 
