@@ -19,12 +19,19 @@ wall second of steady state. The baseline in the same run is the learner's
 own speed: how many samples/s it would reach if rollouts were free
 (trajectories / learner busy time); the ratio says how much of that the
 whole loop keeps.
+
+Then, over the same steady state (bench/breakdown_sections.py): sequences in
+flight on the policy (from each group's Generate calls; plot in
+RUN_DIR/breakdown/in_flight.png), CPU cores used per component (sampled while
+this bench runs the training, kept in RUN_DIR/breakdown/cpu.jsonl for
+--analyze-only), and RPCs per episode-turn per kind (each group's counts).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -33,6 +40,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+import breakdown_sections
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -94,11 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or Path(config.get("output_dir", "runs")) / config["name"]
     workers = config.get("rollout", {}).get("workers", 2)
     total = None
+    samples_path = run_dir / "breakdown" / "cpu.jsonl"
     if not args.analyze_only:
         started = time.monotonic()
         command = [sys.executable, "-m", "outrider.cli.main", "train", args.config, "--overwrite"]
-        subprocess.run(command, check=True)
+        process = subprocess.Popen(command)
+        sampler = breakdown_sections.CpuSampler(process.pid).start()
+        code = process.wait()
+        samples = sampler.stop()
+        if code:
+            raise subprocess.CalledProcessError(code, command)
         total = time.monotonic() - started
+        # Written after the run: `--overwrite` empties the run folder when it starts.
+        breakdown_sections.write_samples(samples, samples_path)
+    else:
+        samples = read_jsonl(samples_path) if samples_path.exists() else None
     numbers = breakdown(run_dir, workers)
     numbers["total_s"] = total
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}")
@@ -114,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    reward                {numbers['reward_worker_s']:7.1f} s")
     print(f"samples/s {numbers['samples_per_s']:.2f} (learner alone: {numbers['learner_only_samples_per_s']:.2f}; "
           f"ratio {numbers['loop_over_learner']:.2f}); {numbers['tokens_per_step']:.0f} trained tokens/step")
+    step_times = [s["time"] for s in read_jsonl(run_dir / "metrics.jsonl")]
+    groups = [g for g in read_jsonl(run_dir / "rollouts.jsonl") if "seconds" in g]
+    extra = breakdown_sections.sections(groups, step_times, samples, run_dir / "breakdown")
+    breakdown_sections.print_sections(extra, os.cpu_count())
+    numbers.update(extra)
     if args.out:
         args.out.write_text(json.dumps(numbers, indent=2))
     return 0

@@ -83,6 +83,9 @@ class GroupPlayer:
         # the rollout part of the training step-time breakdown. One player per
         # thread for these to mean anything (evaluation shares one and ignores them).
         self.seconds: dict[str, float] = defaultdict(float)
+        # The last `play`'s Generate calls as (started, finished) unix times and
+        # the sequences each sampled: what the bench turns into sequences in flight.
+        self.generations: list[tuple[float, float, int]] = []
 
     @contextmanager
     def _timed(self, service: str):
@@ -96,6 +99,7 @@ class GroupPlayer:
         """Play `size` (default G) episodes of `task` to the end; rewards are assigned later."""
         episodes = [Episode(index=i) for i in range(size or self.cfg.group_size)]
         self.seconds = defaultdict(float)
+        self.generations = []
         try:
             self._start(task, episodes, seed)
             while running := [e for e in episodes if e.running]:
@@ -140,6 +144,7 @@ class GroupPlayer:
             return
         max_tokens = min(self.cfg.sampling.max_tokens, budget - max(len(e.token_ids) for e in running))
         same_prompt = len({tuple(e.token_ids) for e in running}) == 1
+        started = time.time()
         if same_prompt:
             prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=running[0].token_ids))]
             with self._timed("policy"):
@@ -150,6 +155,7 @@ class GroupPlayer:
             with self._timed("policy"):
                 reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens))
             completions = [result.completions[0] for result in reply.results]
+        self.generations.append((started, time.time(), len(running)))
         for episode, completion in zip(running, completions, strict=True):
             self._apply(episode, completion, reply.policy_version)
 

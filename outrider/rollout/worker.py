@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 
 import redis
 from celery import Celery
@@ -79,6 +80,7 @@ class Rollouts:
     """Per-process clients of the services and the bus."""
 
     def __init__(self, run: RunConfig):
+        from outrider.rollout.rpcs import Counted
         from outrider.services.curriculum.client import CurriculumClient
         from outrider.services.env.client import EnvClient
         from outrider.services.policy.client import PolicyClient
@@ -86,14 +88,18 @@ class Rollouts:
 
         addresses = run.stack.addresses
         self.run = run
-        self.policy = PolicyClient(addresses["policy"])
-        self.env = EnvClient(addresses["env"])
-        self.curriculum = CurriculumClient(addresses["curriculum"]) if "curriculum" in addresses else None
+        # RPCs of the group being played, per "service/Rpc" (reset per group).
+        self.rpcs: Counter = Counter()
+        self.policy = Counted(PolicyClient(addresses["policy"]), "policy", self.rpcs)
+        self.env = Counted(EnvClient(addresses["env"]), "env", self.rpcs)
+        self.curriculum = None
+        if "curriculum" in addresses:
+            self.curriculum = Counted(CurriculumClient(addresses["curriculum"]), "curriculum", self.rpcs)
         self.reward = None
         if run.rollout.reward.outcome == "reward-service" or run.rollout.reward.steps == "prm":
             from outrider.services.reward.client import RewardClient
 
-            self.reward = RewardClient(addresses["reward"])
+            self.reward = Counted(RewardClient(addresses["reward"]), "reward", self.rpcs)
         self.sender = RedisSender(redis.Redis.from_url(run.redis.url), run.bus)
         from outrider.rollout.episodes import GroupPlayer
 
@@ -105,6 +111,8 @@ class Rollouts:
         from outrider.rollout.episodes import build_group
         from outrider.rollout.rewards import assign_rewards
 
+        self.rpcs.clear()
+        started_unix = time.time()
         started = time.perf_counter()
         episodes = self.player.play(task, seed=seed)
         rewarded = time.perf_counter()
@@ -126,16 +134,21 @@ class Rollouts:
             "generate_seconds": self.player.seconds["policy"],
             "env_seconds": self.player.seconds["env"],
             "reward_seconds": reward_seconds,
+            "turns": sum(len(e.turns) for e in episodes),
+            "started_unix": round(started_unix, 3),
+            "generate_calls": [[round(a, 3), round(b, 3), n] for a, b, n in self.player.generations],
             "sent": False,
         }
         for error in result.errors:
             log.warning("group %s: %s", group_id, error)
         if len(group.trajectories) < self.run.rollout.min_group_size:
             log.error("group %s: only %d episodes succeeded; not sent", group_id, len(group.trajectories))
-            return summary
-        summary["sent"] = self.sender.send(group)
-        if self.curriculum is not None:
-            self.curriculum.report(task.env, task.id, summary["rewards"], group.policy_version)
+        else:
+            summary["sent"] = self.sender.send(group)
+            if self.curriculum is not None:
+                self.curriculum.report(task.env, task.id, summary["rewards"], group.policy_version)
+        summary["finished_unix"] = round(time.time(), 3)
+        summary["rpcs"] = dict(self.rpcs)
         return summary
 
 

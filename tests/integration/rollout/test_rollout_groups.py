@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 
 from outrider.config import parse_config
-from outrider.proto.v1.common_pb2 import ChatMessage, Conversation
+from outrider.proto.v1.common_pb2 import ChatMessage, Conversation, FinishReason
 from outrider.rollout.episodes import GroupPlayer, build_group
 from outrider.rollout.rewards import assign_rewards
+from outrider.rollout.rpcs import Counted
 from outrider.rollout.tokens import ObservationTokens
 from outrider.services.env.client import EnvClient
 from outrider.services.policy.client import PolicyClient
@@ -106,3 +108,43 @@ def test_env_process_signals_become_shaped_step_rewards(services):
         assert sum(r.reward for r in episode.step_rewards) == pytest.approx(scores[-1] if scores else 0.0, abs=1e-12)
         for turn, step in zip(episode.turns, episode.step_rewards):
             assert step.token_index == turn.start + turn.completion_length - 1
+
+
+def test_rpc_counts_are_the_calls_a_group_makes(services):
+    policy, env = services
+    counts = Counter()
+    rollout = parse_config({"rollout": {"group_size": 4, "sampling": {"max_tokens": 16}}}).rollout
+    player = GroupPlayer(Counted(policy, "policy", counts), Counted(env, "env", counts), rollout)
+    # Building the player asked for the policy's info and rendered the template probe once.
+    assert counts == {"policy/GetInfo": 1, "policy/ApplyChatTemplate": 1}
+    counts.clear()
+    task = env.list_tasks("math", split="train", limit=1)[0]
+    episodes = player.play(task)
+    # The tiny random model never answers right and math gives 3 tries: every episode
+    # plays 3 turns; the env ends it at the third Step, so turns 1 and 2 get feedback.
+    assert [len(e.turns) for e in episodes] == [3, 3, 3, 3] and not any(e.error for e in episodes)
+    eos = set(policy.info().eos_token_ids)
+    # Detokenize: once per end-of-turn token a completion stopped on before feedback
+    # (ObservationTokens caches its text in the player).
+    stopped_on = {
+        e.token_ids[t.start + t.completion_length - 1]
+        for e in episodes
+        for t in e.turns[:-1]
+        if t.finish_reason == FinishReason.FINISH_REASON_STOP and t.completion_length
+        and e.token_ids[t.start + t.completion_length - 1] in eos
+    }
+    expected = {
+        "env/CreateSession": 4,  # one per episode
+        "env/Step": 4 * 3,  # one per episode-turn
+        "env/CloseSession": 4,
+        "policy/Generate": 3,  # one per lockstep turn for the whole group (the first with n = 4)
+        "policy/ApplyChatTemplate": 1 + 4 * 2,  # the group's prompts at once, then each feedback
+        "policy/Tokenize": 4 * 2,  # each rendered feedback
+    }
+    if stopped_on:
+        expected["policy/Detokenize"] = len(stopped_on)
+    assert counts == expected
+    # The Generate intervals: one per lockstep turn, in order, with the sequences each sampled.
+    assert [n for _, _, n in player.generations] == [4, 4, 4]
+    assert all(a <= b for a, b, _ in player.generations)
+    assert all(b1 <= a2 for (_, b1, _), (a2, _, _) in zip(player.generations, player.generations[1:]))
