@@ -47,7 +47,9 @@ def engines():
     cfg = parse_config(
         {
             "learner": {
-                "critic": {"enabled": True, "optimizer": {"lr": 1e-3}},
+                # 100 AdamW steps at 1e-3 left the fitted values up to 0.14 off the
+                # returns with transformers 5.19 (0.03 at 3e-3): the fit, not the bound, was short.
+                "critic": {"enabled": True, "optimizer": {"lr": 3e-3}},
                 "algorithm": {
                     "advantage": {"name": "gae", "params": {"gamma": 1.0, "lam": 0.9, "normalize": False}},
                     "value_clip": None,
