@@ -156,10 +156,24 @@ class GroupPlayer:
                 reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens))
             completions = [result.completions[0] for result in reply.results]
         self.generations.append((started, time.time(), len(running)))
-        for episode, completion in zip(running, completions, strict=True):
-            self._apply(episode, completion, reply.policy_version)
+        replies = [self._apply(e, c, reply.policy_version) for e, c in zip(running, completions, strict=True)]
+        pending = [r for r in replies if r is not None]
+        if not pending:
+            return
+        with self._timed("policy"):  # renders the replies with the policy's chat template, all at once
+            observations = self.observations.after_completions([(end, messages) for _, _, end, messages in pending])
+        for (episode, turn, _, _), observation in zip(pending, observations, strict=True):
+            turn.observation_length = len(observation)
+            episode.token_ids += observation
+            episode.logprobs += [0.0] * len(observation)
+            episode.loss_mask += [False] * len(observation)
 
-    def _apply(self, episode: Episode, completion: policy_pb2.Completion, version: int) -> None:
+    def _apply(
+        self, episode: Episode, completion: policy_pb2.Completion, version: int
+    ) -> tuple[Episode, trajectory_pb2.Turn, int | None, list[ChatMessage]] | None:
+        """Append the completion and step the environment; returns what still has to be
+        rendered as tokens (the episode, its turn, the end token, the env's messages),
+        or None when the episode ended or failed."""
         ids = list(completion.token_ids)
         turn = trajectory_pb2.Turn(
             start=len(episode.token_ids),
@@ -176,26 +190,21 @@ class GroupPlayer:
                 reply = self.env.step(episode.session_id, completion.text, ids)
         except grpc.RpcError as exc:
             episode.error = f"Step: {exc.code().name}: {exc.details()}"
-            return
+            return None
         if reply.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK):
             episode.error = f"env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}"
-            return
+            return None
         turn.env_reward = reply.reward
         episode.turns.append(turn)
         episode.process_scores.append(reply.info.process_score if reply.info.HasField("process_score") else None)
         episode.solved = episode.solved or reply.info.solved
         if reply.done:
             episode.done, episode.truncated = True, reply.truncated
-            return
+            return None
         new_messages = list(reply.observation.messages)
         episode.messages += new_messages
         ended_on_eos = completion.finish_reason == FinishReason.FINISH_REASON_STOP and ids and ids[-1] in self.eos_ids
-        with self._timed("policy"):  # renders the reply with the policy's chat template
-            observation = self.observations.after_completion(ids[-1] if ended_on_eos else None, new_messages)
-        turn.observation_length = len(observation)
-        episode.token_ids += observation
-        episode.logprobs += [0.0] * len(observation)
-        episode.loss_mask += [False] * len(observation)
+        return episode, turn, ids[-1] if ended_on_eos else None, new_messages
 
     def _close(self, episode: Episode) -> None:
         try:

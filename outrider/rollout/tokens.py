@@ -57,14 +57,32 @@ class ObservationTokens:
         `messages`, up to the next assistant header. `end_token` is the
         end-of-sequence token the completion stopped on (None when it was cut
         off by max_tokens or ended on a stop string)."""
-        conversation = [_PING, ChatMessage(role="assistant", content=_PLACEHOLDER), *messages]
-        full = self._render(conversation, True)
-        if not full.startswith(self.base):
-            raise TemplateError("the chat template re-renders earlier turns; cannot append environment messages")
-        closing = self.closing
-        if end_token is not None:
-            end = self._token_text(end_token)
-            if end and closing.startswith(end):
-                closing = closing[len(end) :]
-        text = closing + full[len(self.base) :]
-        return self.policy.tokenize([text], add_special_tokens=False)[0] if text else []
+        return self.after_completions([(end_token, messages)])[0]
+
+    def after_completions(self, items: Sequence[tuple[int | None, Sequence[ChatMessage]]]) -> list[list[int]]:
+        """:meth:`after_completion` for several episodes in two policy calls in all (one
+        ApplyChatTemplate, one Tokenize), not two per episode: a group's episodes reach
+        the environment's reply together, and each call is a round trip per turn."""
+        if not items:
+            return []
+        conversations = [
+            Conversation(
+                messages=[_PING, ChatMessage(role="assistant", content=_PLACEHOLDER), *messages],
+                add_generation_prompt=True,
+            )
+            for _, messages in items
+        ]
+        rendered = self.policy.apply_chat_template(conversations).texts
+        texts = []
+        for (end_token, _), full in zip(items, rendered, strict=True):
+            if not full.startswith(self.base):
+                raise TemplateError("the chat template re-renders earlier turns; cannot append environment messages")
+            closing = self.closing
+            if end_token is not None:
+                end = self._token_text(end_token)
+                if end and closing.startswith(end):
+                    closing = closing[len(end) :]
+            texts.append(closing + full[len(self.base) :])
+        wanted = [text for text in texts if text]
+        tokens = iter(self.policy.tokenize(wanted, add_special_tokens=False) if wanted else [])
+        return [list(next(tokens)) if text else [] for text in texts]

@@ -138,8 +138,9 @@ def test_rpc_counts_are_the_calls_a_group_makes(services):
         "env/Step": 4 * 3,  # one per episode-turn
         "env/CloseSession": 4,
         "policy/Generate": 3,  # one per lockstep turn for the whole group (the first with n = 4)
-        "policy/ApplyChatTemplate": 1 + 4 * 2,  # the group's prompts at once, then each feedback
-        "policy/Tokenize": 4 * 2,  # each rendered feedback
+        # The group's prompts at once, then the group's feedback at once after turns 1 and 2.
+        "policy/ApplyChatTemplate": 1 + 2,
+        "policy/Tokenize": 2,  # the rendered feedback of the group, once per feedback turn
     }
     if stopped_on:
         expected["policy/Detokenize"] = len(stopped_on)
