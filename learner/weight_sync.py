@@ -1,24 +1,57 @@
 """Publishing the learner's weights to the policy service, with a version.
 
+`shm` mode (same host) writes one safetensors file in the served dtype to the
+policy's staging root and sends its path (`staged_weights.py`); `stream` mode
+sends the tensors themselves over gRPC (TensorChunk messages; any host);
 `path` mode exports an HF folder on storage both sides can read and sends its
-path; `stream` mode sends the tensors themselves over gRPC (TensorChunk
-messages). Either way the policy service swaps atomically and reports the
-version with every response, which is how rollouts learn their staleness.
+path. `auto` picks `shm` for a policy on a loopback address, else `stream`.
+Either way the policy service swaps atomically and reports the version with
+every response, which is how rollouts learn their staleness.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import torch.distributed as dist
 
 from outrider.config.learner import WeightSyncConfig
 from outrider.learner.checkpoint import export_hf, full_state_dict
+from outrider.learner.staged_weights import WeightsStager
+from outrider.services.policy.weights import DTYPES
 
 log = logging.getLogger(__name__)
+
+# What the policy answers when it cannot use a staged file it was sent: it cannot see
+# this host's file (NOT_FOUND: another mount namespace) or stages elsewhere (PERMISSION_DENIED).
+_NOT_SHARED = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def same_host(address: str) -> bool:
+    """True for a loopback `host:port` (127.0.0.0/8, ::1, localhost) or a unix socket."""
+    if address.startswith("unix:"):
+        return True
+    target = address.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:")
+    host = target.rsplit(":", 1)[0] if ":" in target else target
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_mode(mode: str, address: str | None) -> str:
+    if mode != "auto":
+        return mode
+    return "shm" if address is not None and same_host(address) else "stream"
 
 
 class WeightPublisher:
@@ -33,10 +66,13 @@ class WeightPublisher:
         self._client = None
         if cfg.mode != "none" and address is None:
             raise ValueError("weight sync needs the policy service address (learner.sync.address or the run's stack)")
+        self.mode = resolve_mode(cfg.mode, address)
+        """The mode in use: `auto` resolved, and `stream` after a fallback."""
+        self._stager = WeightsStager() if self.mode == "shm" and self.rank == 0 else None
 
     @property
     def enabled(self) -> bool:
-        return self.cfg.mode != "none"
+        return self.mode != "none"
 
     def _policy(self):
         if self._client is None:
@@ -50,21 +86,65 @@ class WeightPublisher:
         if not self.enabled:
             return {}
         started = time.perf_counter()
-        if self.cfg.mode == "path":
+        phases: dict[str, float] = {}
+        mode = self.mode
+        if mode == "path":
             folder = self.weights_dir / f"v{version:07d}"
             export_hf(engine, folder, self.tokenizer_from)
+            phases["sync/export_seconds"] = time.perf_counter() - started
             if self.rank == 0:
-                self._policy().update_weights_from_path(version, str(folder))
+                reply = self._timed(phases, lambda: self._policy().update_weights_from_path(version, str(folder)))
                 self._prune(keep=folder)
         else:
             state = full_state_dict(engine)
+            phases["sync/gather_seconds"] = time.perf_counter() - started
             if self.rank == 0:
-                self._policy().update_weights_from_state_dict(version, state)
+                reply = self._staged(state, version, phases) if mode == "shm" else None
+                if reply is None:
+                    reply = self._timed(phases, lambda: self._policy().update_weights_from_state_dict(version, state))
+        if self.rank == 0:
+            phases |= server_phases(reply)
         if dist.is_initialized():
             dist.barrier()
         seconds = time.perf_counter() - started
-        log.info("published weights version %d in %.2f s (%s)", version, seconds, self.cfg.mode)
-        return {"sync/seconds": seconds, "sync/version": float(version)}
+        log.info("published weights version %d in %.2f s (%s)", version, seconds, mode)
+        return {"sync/seconds": seconds, "sync/version": float(version), **phases}
+
+    def _staged(self, state, version: int, phases: dict[str, float]):
+        """Stage and send `state`; None when `auto` fell back to streaming (then stream it)."""
+        assert self._stager is not None
+        started = time.perf_counter()
+        served = self._policy().info().dtype
+        if served not in DTYPES:
+            raise RuntimeError(f"the policy serves dtype {served!r}; shm weight sync writes one of {', '.join(DTYPES)}")
+        try:
+            file = self._stager.write(state, DTYPES[served], version)
+        except OSError as exc:
+            if self.cfg.mode != "auto":
+                raise
+            return self._fall_back(f"no staging root on this host can hold the weights ({exc})")
+        phases["sync/write_seconds"] = time.perf_counter() - started
+        try:
+            return self._timed(phases, lambda: self._policy().update_weights_from_staged_file(version, file))
+        except grpc.RpcError as exc:
+            if self.cfg.mode != "auto" or exc.code() not in _NOT_SHARED:
+                raise
+            return self._fall_back(f"the policy cannot read staged weights ({exc.code().name}: {exc.details()})")
+        finally:
+            self._stager.discard(file)
+
+    def _fall_back(self, reason: str) -> None:
+        log.warning("weight sync to %s: %s; streaming them from now on", self.address, reason)
+        self.mode = "stream"
+        assert self._stager is not None
+        self._stager.close()
+
+    @staticmethod
+    def _timed(phases: dict[str, float], call: Callable):
+        started = time.perf_counter()
+        reply = call()
+        phases["sync/rpc_seconds"] = time.perf_counter() - started
+        return reply
 
     def reconcile(self, engine, version: int) -> int:
         """Make the policy serve this learner's weights; return their version.
@@ -94,5 +174,15 @@ class WeightPublisher:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
+        if self._stager is not None:
+            self._stager.close()
         if self._client is not None:
             self._client.close()
+
+
+def server_phases(reply) -> dict[str, float]:
+    """The policy service's own account of an update (UpdateWeightsResponse), as metrics."""
+    return {
+        f"sync/policy_{name}": getattr(reply, name)
+        for name in ("receive_seconds", "assemble_seconds", "stage_seconds", "reload_seconds", "cache_reset_seconds")
+    }

@@ -156,9 +156,14 @@ class CriticConfig(ConfigModel):
 class WeightSyncConfig(ConfigModel):
     every: int = Field(1, ge=1)
     """Publish weights to the policy service every this many learner steps."""
-    mode: Literal["path", "stream", "none"] = "stream"
-    """`path`: export an HF folder (shared storage) and send its path; `stream`:
-    send tensors over gRPC; `none`: no sync (offline training)."""
+    mode: Literal["auto", "shm", "stream", "path", "none"] = "auto"
+    """`auto`: `shm` when the policy's address is loopback or a unix socket (same host),
+    else `stream`; falls back to `stream` for good if the policy cannot open the staged
+    file (e.g. another container). `shm`: write one safetensors file in the served dtype
+    to the policy's staging root (/dev/shm, else the cache dir) and send only its path;
+    same host only, exactly the weights `stream` serves. `stream`: tensors over gRPC (any
+    host). `path`: export an HF folder (shared storage) and send its path. `none`: no
+    sync (offline training)."""
     address: str | None = None
     """Policy service `host:port`; null: the run's policy service."""
     timeout_s: float = Field(600.0, gt=0)

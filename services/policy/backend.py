@@ -75,14 +75,29 @@ class ModelInfo:
 
 @dataclass
 class WeightsUpdate:
-    """New weights: an HF folder on disk, or tensors already received in memory.
+    """New weights: an HF folder on disk, one staged safetensors file, or tensors
+    already received in memory (exactly one of the three).
 
     Tensors use the HF checkpoint's parameter names; the set was checked
     against the served model (names, shapes) before a backend sees it.
     """
 
     path: Path | None = None
+    file: Path | None = None
+    """A safetensors file the sender staged on this host (read in place, never copied)."""
     tensors: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadTimings:
+    """Where a backend's weights load spent its time, seconds (reported to the sender)."""
+
+    stage_seconds: float = 0.0
+    """Writing received tensors to a file the engine's workers read."""
+    reload_seconds: float = 0.0
+    """Loading the tensors into the model."""
+    cache_reset_seconds: float = 0.0
+    """Dropping cached state computed with the old weights (vLLM's prefix cache)."""
 
 
 class Backend(abc.ABC):
@@ -114,7 +129,7 @@ class Backend(abc.ABC):
         """Teacher-forced log pi(ids[i] | ids[:i]) for i in [prompt_length, len(ids)), per (ids, prompt_length)."""
 
     @abc.abstractmethod
-    async def load_weights(self, update: WeightsUpdate) -> None:
+    async def load_weights(self, update: WeightsUpdate) -> LoadTimings:
         """Replace the weights in place. Called with no request in flight (the core gates them)."""
 
 

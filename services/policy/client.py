@@ -124,6 +124,11 @@ class PolicyClient:
         header = policy_pb2.WeightsHeader(version=version, checkpoint_path=str(path))
         return self.stub.UpdateWeights(iter([policy_pb2.UpdateWeightsRequest(header=header)]), timeout=self.timeout_s)
 
+    def update_weights_from_staged_file(self, version: int, file: str | Path) -> policy_pb2.UpdateWeightsResponse:
+        """Load a safetensors file staged in the service's staging root (same host)."""
+        header = policy_pb2.WeightsHeader(version=version, staged_file=str(file))
+        return self.stub.UpdateWeights(iter([policy_pb2.UpdateWeightsRequest(header=header)]), timeout=self.timeout_s)
+
     def update_weights_from_state_dict(
         self, version: int, state_dict: Mapping[str, "torch.Tensor"], chunk_bytes: int = 4 * 1024 * 1024  # noqa: F821
     ) -> policy_pb2.UpdateWeightsResponse:

@@ -21,6 +21,7 @@ from outrider.services.policy.backend import (
     BackendDead,
     CompletionDelta,
     CompletionResult,
+    LoadTimings,
     SamplingSpec,
     WeightsUpdate,
 )
@@ -36,6 +37,7 @@ class UpdateOutcome:
     version: int
     previous_version: int
     load_seconds: float
+    timings: LoadTimings
 
 
 class PolicyCore:
@@ -139,7 +141,7 @@ class PolicyCore:
             self.check_version(version)  # another update may have won while this one waited
             previous = self.gate.version
             try:
-                await self.backend.load_weights(update)
+                timings = await self.backend.load_weights(update)
             except BackendDead as exc:
                 self._mark_dead(str(exc))
                 raise Unavailable(str(exc)) from exc
@@ -154,4 +156,4 @@ class PolicyCore:
             self.gate.version = version
         seconds = time.perf_counter() - received
         log.info("weights version %d -> %d loaded in %.2f s", previous, version, seconds)
-        return UpdateOutcome(version, previous, seconds)
+        return UpdateOutcome(version, previous, seconds, timings)

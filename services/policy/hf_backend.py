@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +27,13 @@ from outrider.services.policy.backend import (
     Backend,
     CompletionDelta,
     CompletionResult,
+    LoadTimings,
     ModelInfo,
     SamplingSpec,
     WeightsUpdate,
 )
 from outrider.services.policy.hf_decode import Row, decode_rows
-from outrider.services.policy.weights import read_checkpoint
+from outrider.services.policy.weights import read_checkpoint, read_file
 
 log = logging.getLogger(__name__)
 
@@ -250,14 +252,21 @@ class HFBackend(Backend):
             scored.append(window.gather(-1, targets.unsqueeze(-1)).squeeze(-1).tolist())
         return scored
 
-    async def load_weights(self, update: WeightsUpdate) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._load_weights, update)
+    async def load_weights(self, update: WeightsUpdate) -> LoadTimings:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._load_weights, update)
 
     @torch.inference_mode()
-    def _load_weights(self, update: WeightsUpdate) -> None:
-        tensors = read_checkpoint(update.path) if update.path is not None else dict(update.tensors)
+    def _load_weights(self, update: WeightsUpdate) -> LoadTimings:
+        started = time.perf_counter()
+        if update.path is not None:
+            tensors = read_checkpoint(update.path)
+        elif update.file is not None:
+            tensors = read_file(update.file)
+        else:
+            tensors = dict(update.tensors)
         missing, unexpected = self.model.load_state_dict(tensors, strict=False)
         tied = {name for name in missing if name.endswith("lm_head.weight") and self.model.config.tie_word_embeddings}
         if unexpected or set(missing) - tied:
             # The schema check upstream makes this unreachable for well-formed models.
             raise RuntimeError(f"weights did not match the model: missing {missing}, unexpected {unexpected}")
+        return LoadTimings(reload_seconds=time.perf_counter() - started)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from outrider.proto.v1 import common_pb2, policy_pb2, policy_pb2_grpc
 from outrider.serving import InvalidArgument
@@ -10,7 +12,8 @@ from outrider.services.policy import validation
 from outrider.services.policy.backend import CompletionResult, SamplingSpec, WeightsUpdate
 from outrider.services.policy.core import PolicyCore
 from outrider.services.policy.prompts import Message
-from outrider.services.policy.weights import TensorAssembler, check_checkpoint_folder, checkpoint_shapes
+from outrider.services.policy.staging import check_staged_file
+from outrider.services.policy.weights import TensorAssembler, check_checkpoint_folder, checkpoint_shapes, file_shapes
 
 FINISH = {
     "stop": common_pb2.FINISH_REASON_STOP,
@@ -139,18 +142,29 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self.core.check_version(header.version)  # refuse a stale version before reading any tensor
         source = header.WhichOneof("source")
         schema = self.core.schema
+        received = _Received()
         if source == "checkpoint_path":
             path = check_checkpoint_folder(header.checkpoint_path)
             schema.check(checkpoint_shapes(path), f"checkpoint {path}")
             update = WeightsUpdate(path=path)
+        elif source == "staged_file":
+            file = check_staged_file(header.staged_file)
+            schema.check(file_shapes(file), f"staged file {file}")
+            update = WeightsUpdate(file=file)
         elif source == "streamed_tensors":
-            tensors = await _receive_tensors(messages_in, header.streamed_tensors, schema)
+            started = time.perf_counter()
+            tensors = await _receive_tensors(messages_in, header.streamed_tensors, schema, received)
+            received.seconds = time.perf_counter() - started
             update = WeightsUpdate(tensors=tensors)
         else:
-            raise InvalidArgument("header: set checkpoint_path or streamed_tensors")
+            raise InvalidArgument("header: set checkpoint_path, staged_file or streamed_tensors")
         outcome = await self.core.update_weights(header.version, update)
+        timings = outcome.timings
         return policy_pb2.UpdateWeightsResponse(
-            version=outcome.version, previous_version=outcome.previous_version, load_seconds=outcome.load_seconds
+            version=outcome.version, previous_version=outcome.previous_version, load_seconds=outcome.load_seconds,
+            receive_seconds=received.seconds, assemble_seconds=received.assemble_seconds,
+            stage_seconds=timings.stage_seconds, reload_seconds=timings.reload_seconds,
+            cache_reset_seconds=timings.cache_reset_seconds,
         )
 
     async def GetInfo(self, request, context) -> policy_pb2.PolicyInfo:
@@ -164,7 +178,15 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         )
 
 
-async def _receive_tensors(messages_in, count: int, schema) -> dict:
+@dataclass
+class _Received:
+    """Time spent receiving a streamed update, and the part of it spent assembling."""
+
+    seconds: float = 0.0
+    assemble_seconds: float = 0.0
+
+
+async def _receive_tensors(messages_in, count: int, schema, received: _Received) -> dict:
     # float32 is the widest dtype accepted: a complete update never exceeds this.
     limit = sum(4 * _numel(shape) for shape in schema.shapes.values()) * 2
     assembler = TensorAssembler(max_total_bytes=limit)
@@ -172,7 +194,9 @@ async def _receive_tensors(messages_in, count: int, schema) -> dict:
     async for message in messages_in:
         if message.WhichOneof("payload") != "chunk":
             raise InvalidArgument(f"message {index + 1}: only TensorChunk messages may follow the header")
+        started = time.perf_counter()
         assembler.add(message.chunk, index)
+        received.assemble_seconds += time.perf_counter() - started
         index += 1
     tensors = assembler.finish(count)
     for name in schema.check({name: tuple(t.shape) for name, t in tensors.items()}, "streamed tensors"):

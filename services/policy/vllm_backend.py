@@ -12,9 +12,10 @@ sequence of exactly `max_context` tokens fits the engine.
 
 Weights updates reload in place through vLLM's layerwise `reload_weights`
 (run in every worker by `vllm_worker.OutriderWorkerExtension`), then reset
-the prefix cache so no KV block computed with old weights is reused.
-Streamed tensors are written to a temporary safetensors folder first: the
-workers are other processes and read the folder themselves.
+the prefix cache so no KV block computed with old weights is reused. The
+workers are other processes and read safetensors files themselves: a staged
+file or a folder's files as they are, streamed tensors after they are written
+to a staging file (shared memory when it has room; `staging.py`).
 """
 
 from __future__ import annotations
@@ -22,25 +23,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import torch
 
-from outrider.models import cache_root
 from outrider.services.policy.backend import (
     Backend,
     BackendDead,
     CompletionDelta,
     CompletionResult,
+    LoadTimings,
     ModelInfo,
     SamplingSpec,
     WeightsUpdate,
 )
-from outrider.services.policy.weights import save_folder
+from outrider.services.policy.staging import owned_name, remove_orphans, staging_root
+from outrider.services.policy.weights import safetensors_files, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -227,31 +228,48 @@ class VLLMBackend(Backend):
         scores.append(final.outputs[0].logprobs[0][ids[-1]].logprob)
         return scores
 
-    async def load_weights(self, update: WeightsUpdate) -> None:
+    async def load_weights(self, update: WeightsUpdate) -> LoadTimings:
         from vllm.v1.engine.exceptions import EngineDeadError
 
         assert self.engine is not None, "backend not started"
-        staging = None
+        staged = None
+        stage = 0.0
         try:
-            if update.path is not None:
-                path = update.path
+            if update.file is not None:
+                method, target = "outrider_load_weights", [str(update.file)]
+            elif update.path is not None:
+                files = safetensors_files(update.path)
+                method, target = (
+                    ("outrider_load_weights", [str(f) for f in files]) if files
+                    else ("outrider_reload_weights", str(update.path))
+                )
             else:
-                staging = Path(tempfile.mkdtemp(prefix="weights-", dir=_staging_root()))
-                await asyncio.to_thread(save_folder, update.tensors.items(), staging)
-                path = staging
-            await self.engine.collective_rpc("outrider_reload_weights", args=(str(path),))
+                started = time.perf_counter()
+                staged = await asyncio.to_thread(_stage, update.tensors)
+                stage = time.perf_counter() - started
+                method, target = "outrider_load_weights", [str(staged)]
+            started = time.perf_counter()
+            await self.engine.collective_rpc(method, args=(target,))
+            reloaded = time.perf_counter()
             await self.engine.reset_prefix_cache()
+            return LoadTimings(stage, reloaded - started, time.perf_counter() - reloaded)
         except EngineDeadError as exc:
             raise BackendDead(f"the vLLM engine died during a weights update ({exc})") from exc
         finally:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
+            if staged is not None:
+                staged.unlink(missing_ok=True)
 
 
-def _staging_root() -> Path:
-    root = cache_root() / "weights-staging"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+def _stage(tensors: Mapping[str, torch.Tensor]) -> Path:
+    """Write streamed tensors where the workers (other processes) can read them: shared
+    memory when it has room. Kept in the dtype they came in, so the cast to the served
+    dtype happens in the loader exactly as for any checkpoint."""
+    needed = sum(t.numel() * t.element_size() for t in tensors.values())
+    root = staging_root(needed)
+    remove_orphans(root)
+    file = root / f"{owned_name('streamed')}+{uuid.uuid4().hex}.safetensors"
+    save_tensors(tensors, file)
+    return file
 
 
 def _logprobs(completion) -> list[float]:

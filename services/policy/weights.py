@@ -1,4 +1,4 @@
-"""Weights updates: HF checkpoint folders and streamed `TensorChunk`s, checked before loading.
+"""Weights updates: HF checkpoint folders, staged safetensors files and streamed `TensorChunk`s, checked before loading.
 
 An update must name exactly the tensors of the served model's checkpoint with
 the same shapes (dtypes may differ: they are cast on load). A tied output
@@ -11,7 +11,8 @@ single weight changes, so a bad push never leaves a half-updated model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,15 +38,34 @@ def _weight_files(folder: Path) -> tuple[list[Path], str]:
     raise InvalidArgument(f"checkpoint_path: {folder} holds no *.safetensors or *.bin weight files")
 
 
+def safetensors_files(folder: Path) -> list[Path]:
+    """The folder's `*.safetensors` files (empty when its weights are `*.bin`)."""
+    files, kind = _weight_files(folder)
+    return files if kind == "safetensors" else []
+
+
+def file_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of one safetensors file, from its header only."""
+    try:
+        with safe_open(str(file), "pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise InvalidArgument(f"{file}: not a readable safetensors file ({exc})") from None
+
+
+def read_file(file: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one safetensors file, on CPU."""
+    with safe_open(str(file), "pt") as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}
+
+
 def checkpoint_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes of an HF checkpoint folder, without loading the data."""
     files, kind = _weight_files(folder)
     shapes: dict[str, tuple[int, ...]] = {}
     for file in files:
         if kind == "safetensors":
-            with safe_open(str(file), "pt") as handle:
-                for name in handle.keys():
-                    shapes[name] = tuple(handle.get_slice(name).get_shape())
+            shapes.update(file_shapes(file))
         else:
             state = torch.load(file, map_location="meta", weights_only=True)
             shapes.update({name: tuple(t.shape) for name, t in state.items()})
@@ -58,8 +78,7 @@ def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
         if kind == "safetensors":
-            with safe_open(str(file), "pt") as handle:
-                tensors.update({name: handle.get_tensor(name) for name in handle.keys()})
+            tensors.update(read_file(file))
         else:
             tensors.update(torch.load(file, map_location="cpu", weights_only=True))
     return tensors
@@ -205,7 +224,16 @@ def tensor_chunks(state_dict: Mapping[str, torch.Tensor], chunk_bytes: int = DEF
                 break
 
 
-def save_folder(tensors: Iterable[tuple[str, torch.Tensor]], folder: Path) -> None:
-    """Write tensors as one safetensors file (how the vLLM backend hands streamed weights to its workers)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({name: t.contiguous() for name, t in tensors}, str(folder / "model.safetensors"), metadata={"format": "pt"})
+def save_tensors(tensors: Mapping[str, torch.Tensor], file: Path) -> None:
+    """Write tensors as one safetensors file, atomically: a reader sees no file or a whole one.
+
+    How the learner stages a version on the policy's host, and how the vLLM
+    backend hands streamed tensors to its workers (other processes).
+    """
+    partial = file.with_name(file.name + ".partial")
+    try:
+        save_file({name: t.contiguous() for name, t in tensors.items()}, str(partial), metadata={"format": "pt"})
+        os.replace(partial, file)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

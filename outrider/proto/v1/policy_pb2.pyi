@@ -176,14 +176,16 @@ class ScoreTokensResponse(_message.Message):
     def __init__(self, sequences: _Optional[_Iterable[_Union[ScoredSequence, _Mapping]]] = ..., policy_version: _Optional[int] = ...) -> None: ...
 
 class WeightsHeader(_message.Message):
-    __slots__ = ("version", "checkpoint_path", "streamed_tensors")
+    __slots__ = ("version", "checkpoint_path", "streamed_tensors", "staged_file")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_PATH_FIELD_NUMBER: _ClassVar[int]
     STREAMED_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    STAGED_FILE_FIELD_NUMBER: _ClassVar[int]
     version: int
     checkpoint_path: str
     streamed_tensors: int
-    def __init__(self, version: _Optional[int] = ..., checkpoint_path: _Optional[str] = ..., streamed_tensors: _Optional[int] = ...) -> None: ...
+    staged_file: str
+    def __init__(self, version: _Optional[int] = ..., checkpoint_path: _Optional[str] = ..., streamed_tensors: _Optional[int] = ..., staged_file: _Optional[str] = ...) -> None: ...
 
 class UpdateWeightsRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -194,14 +196,24 @@ class UpdateWeightsRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[WeightsHeader, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.TensorChunk, _Mapping]] = ...) -> None: ...
 
 class UpdateWeightsResponse(_message.Message):
-    __slots__ = ("version", "previous_version", "load_seconds")
+    __slots__ = ("version", "previous_version", "load_seconds", "receive_seconds", "assemble_seconds", "stage_seconds", "reload_seconds", "cache_reset_seconds")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
     LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ASSEMBLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_RESET_SECONDS_FIELD_NUMBER: _ClassVar[int]
     version: int
     previous_version: int
     load_seconds: float
-    def __init__(self, version: _Optional[int] = ..., previous_version: _Optional[int] = ..., load_seconds: _Optional[float] = ...) -> None: ...
+    receive_seconds: float
+    assemble_seconds: float
+    stage_seconds: float
+    reload_seconds: float
+    cache_reset_seconds: float
+    def __init__(self, version: _Optional[int] = ..., previous_version: _Optional[int] = ..., load_seconds: _Optional[float] = ..., receive_seconds: _Optional[float] = ..., assemble_seconds: _Optional[float] = ..., stage_seconds: _Optional[float] = ..., reload_seconds: _Optional[float] = ..., cache_reset_seconds: _Optional[float] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
