@@ -78,8 +78,12 @@ def test_zero3_and_zero0_give_the_same_loss_trajectory(any_redis_url, tmp_path):
         runs[stage] = metrics(run_dir)
     for zero0, zero3 in zip(runs[0], runs[3], strict=True):
         for key in ("actor/loss_epoch0", "actor/loss_epoch1", "actor/grad_norm", "entropy"):
-            # fp32 on CPU; only the order of gloo's reductions differs between the stages.
-            assert zero3[key] == pytest.approx(zero0[key], rel=1e-5, abs=1e-7), (key, zero0["step"])
+            # fp32 on CPU. Between the stages the order of gloo's reductions differs, and
+            # so does the forward: below ZeRO-3 each prompt is computed once
+            # (outrider.learner.forward), under ZeRO-3 the plain forward runs; both are
+            # exact in float64 (tests/unit/learner/test_learner_shared_prefix.py), so what
+            # remains is float32 rounding (seen: 1.1e-5 relative after two steps).
+            assert zero3[key] == pytest.approx(zero0[key], rel=3e-5, abs=1e-7), (key, zero0["step"])
     assert runs[0][-1]["actor/loss_epoch1"] != runs[0][0]["actor/loss_epoch1"], "the losses actually moved"
 
 
