@@ -20,12 +20,13 @@ is redone instead of being used half-installed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from outrider.models import cache_root
 
 TORCH_VERSION = "2.13.0"
 TRL_VERSION = "1.16.0"
@@ -35,12 +36,6 @@ MARKER = ".outrider-trl-complete"
 
 class TrlVenvError(RuntimeError):
     """The TRL venv could not be created; the message says which step failed and how to fix it."""
-
-
-def cache_root() -> Path:
-    """`$OUTRIDER_CACHE` if set, else `~/.cache/outrider` (the same rule as outrider.models.cache)."""
-    env = os.environ.get("OUTRIDER_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "outrider"
 
 
 def default_venv() -> Path:

@@ -63,7 +63,7 @@ def test_the_stager_keeps_no_version_after_discard_and_no_folder_after_close(tmp
 @pytest.mark.parametrize(
     "address, expected",
     [("127.0.0.1:50051", "shm"), ("localhost:1", "shm"), ("[::1]:1", "shm"), ("unix:/run/policy.sock", "shm"),
-     ("policy.default.svc:50051", "stream"), ("10.1.2.3:50051", "stream")],
+     ("policy.default.svc:50051", "stream"), ("[2001:db8::1]:50051", "stream")],
 )
 def test_auto_stages_only_for_a_policy_on_this_host(address, expected):
     assert same_host(address) == (expected == "shm")
