@@ -1,4 +1,4 @@
-"""The learner's main loop: bus → step → checkpoint → commit → weight sync.
+"""The learner's main loop: bus → step → weight sync → checkpoint → commit.
 
 Exactly-once: groups are committed on the bus only after a checkpoint that
 contains their update is complete. A learner killed at any point restarts
@@ -122,6 +122,10 @@ class Learner:
         taken: list[Delivery] = []
         started = time.monotonic()
         last_lease = started
+        # On-demand dispatch (rollout.dispatch) produces what the learner waits for: a step's
+        # groups beyond those it holds; nothing once the step is complete (said before
+        # training, so before any commit lowers the bus's pending count).
+        self.receiver.announce_demand(wanted, held=len(self.held))
         while len(taken) < wanted:
             if self._stop:
                 break
@@ -136,6 +140,7 @@ class Learner:
             if timeout and now - started > timeout:
                 log.info("no full step of groups within %.0f s (got %d)", timeout, len(taken))
                 break
+        self.receiver.announce_demand(0, held=len(self.held) + len(taken))
         if not taken or (self._stop and len(taken) < wanted):
             # Unused deliveries stay pending for this consumer: a restart gets them back first.
             return None
@@ -221,12 +226,18 @@ class Learner:
         state.uncommitted_group_ids += ids
         state.samples += batch.size
         state.kl_controller = self.kl.state_dict()
-        if state.step % self.cfg.checkpoint_every == 0:
-            self._checkpoint_and_commit()
+        # Publish first: the next step's rollouts (on-demand dispatch: all of them) wait for
+        # the new weights, not for the checkpoint, which is then written while they run. A
+        # crash between the two loses nothing: the groups are committed only after the
+        # checkpoint, and `reconcile` republishes the restored weights under a newer version.
         published = None
         if self.publisher.enabled and state.step % self.cfg.sync.every == 0:
             metrics |= self.publisher.publish(self.models.actor, state.policy_version)
             published = state.policy_version
+        if state.step % self.cfg.checkpoint_every == 0:
+            checkpoint_started = time.perf_counter()
+            self._checkpoint_and_commit()
+            metrics["time/checkpoint_seconds"] = time.perf_counter() - checkpoint_started
         seconds = time.perf_counter() - started
         tokens = float(batch.mask.sum())
         metrics |= {

@@ -60,6 +60,14 @@ class RolloutConfig(ConfigModel):
     the services, not the CPU). workers × groups_per_worker × group_size sequences can be
     in flight on the policy: enough to fill vLLM's batch instead of one group at a time.
     1: one group at a time in a prefork pool (Celery then also enforces task_time_limit_s)."""
+    dispatch: Literal["auto", "ahead", "on_demand"] = "auto"
+    """When groups are dispatched. `ahead`: keep `max_groups_ahead` groups in play or
+    queued, so rollouts run while the learner trains (the best use of separate machines).
+    `on_demand`: only the groups the learner is waiting for, after it has published its
+    new weights (TRL-like alternation, strictly on-policy): on one machine, generation
+    then does not compete with the learner for the same cores, and a weight update never
+    waits for in-flight requests. `auto`: on_demand for `stack.mode: local`, ahead for
+    `cluster`."""
     max_groups_ahead: int | None = Field(None, ge=1)
     """Groups dispatched but not yet trained; null: groups_per_step × max(1, max_policy_lag),
     which keeps rollouts within the learner's staleness bound."""

@@ -1,9 +1,12 @@
-"""The dispatcher: keeps rollouts ahead of the learner, within the staleness bound.
+"""The dispatcher: feeds the learner rollouts, ahead of it or on its demand.
 
-It asks the curriculum for tasks and sends one Celery task per group, so that
-(groups being played) + (groups on the bus, not yet trained) stays at
-`max_groups_ahead`. Group ids are `<run>-g<seq>` with `seq` from a Redis
-counter: a retried Celery task reuses its id and the bus drops the duplicate.
+It asks the curriculum for tasks and sends one Celery task per group. In
+`ahead` mode it keeps (groups being played) + (groups on the bus, not yet
+trained) at `max_groups_ahead`, within the staleness bound: rollouts overlap
+training. In `on_demand` mode it sends only what the learner waits for (the
+bus's demand), so generation and training take turns on shared cores.
+Group ids are `<run>-g<seq>` with `seq` from a Redis counter: a retried Celery
+task reuses its id and the bus drops the duplicate.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import redis
 
 from outrider.config import RunConfig
 from outrider.rollout.worker import TASK_NAME, encode_task, make_app
-from outrider.transport import RedisReceiver
+from outrider.transport import BusStats, RedisReceiver
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class Dispatcher:
         # max_ahead / groups_per_step versions later: keep that within the lag bound
         # (but always at least one step ahead, or a lag of 0 would starve the learner).
         self.max_ahead = run.rollout.max_groups_ahead or learner.groups_per_step * max(1, learner.max_policy_lag)
+        self.mode = dispatch_mode(run)
 
     def _next_group_id(self) -> str:
         seq = self.redis.incr(f"{self.run.name}:dispatch-seq")
@@ -59,8 +63,7 @@ class Dispatcher:
     def tick(self) -> None:
         """Collect finished rollouts and top up the queue."""
         self._collect()
-        outstanding = len(self.pending) + self.bus.stats().queued
-        wanted = self.max_ahead - outstanding
+        wanted = self._wanted(self.bus.stats())
         if wanted <= 0:
             return
         tasks = self.curriculum.next_tasks(wanted, include_reference=True)
@@ -69,6 +72,19 @@ class Dispatcher:
             seed = int(group_id.rsplit("g", 1)[1])
             self.pending[group_id] = self.app.send_task(TASK_NAME, args=[encode_task(task), group_id, seed])
             self.stats.dispatched += 1
+
+    def _wanted(self, bus: BusStats) -> int:
+        """Groups to dispatch now.
+
+        ahead:     max_ahead − (in play + on the bus, not yet committed)
+        on_demand: demand − (in play + on the bus, not yet delivered), where demand is
+                   what the learner still waits for this step (a step's worth before it
+                   has said anything, so that the first rollouts overlap its start-up)."""
+        in_play = len(self.pending)
+        if self.mode == "ahead":
+            return self.max_ahead - in_play - bus.queued
+        demand = self.run.learner.groups_per_step if bus.demand is None else bus.demand
+        return demand - in_play - (bus.queued - bus.pending)
 
     def _collect(self) -> None:
         done = [gid for gid, result in self.pending.items() if result.ready()]
@@ -102,6 +118,15 @@ class Dispatcher:
         except (redis.RedisError, OSError) as exc:
             log.info("could not revoke pending rollouts: %s", exc)
         self.pending.clear()
+
+
+def dispatch_mode(run: RunConfig) -> str:
+    """`rollout.dispatch` with `auto` resolved: on one machine the learner and the
+    rollouts share the cores, so they take turns; on a cluster they overlap."""
+    mode = run.rollout.dispatch
+    if mode == "auto":
+        return "on_demand" if run.stack.mode == "local" else "ahead"
+    return mode
 
 
 def ledger(run: RunConfig, trained: list[str]) -> dict:

@@ -63,6 +63,8 @@ class BusStats:
     """Entries in the stream now: not yet delivered, or delivered and not committed."""
     pending: int = 0
     """Entries delivered and not yet committed."""
+    demand: int | None = None
+    """Deliveries the consumer still waits for (see `announce_demand`); None: it never said."""
 
 
 class TrajectorySender(abc.ABC):
@@ -104,6 +106,17 @@ class TrajectoryReceiver(abc.ABC):
     @abc.abstractmethod
     def reject(self, delivery: Delivery, reason: str) -> None:
         """Move a delivered group to the dead-letter stream (it will not come back)."""
+
+    @abc.abstractmethod
+    def announce_demand(self, groups: int, held: int) -> None:
+        """Say that this consumer now waits for `groups` more deliveries beyond the
+        `held` ones it holds uncommitted (0 while it trains).
+
+        Producers that schedule on demand (`rollout.dispatch: on_demand`) read what is
+        still missing from `stats().demand` and produce only that much, so rollouts run
+        while the learner waits instead of competing with it for the machine. The bus
+        derives it from its own pending count — demand = groups − (pending − held) — so
+        a delivery lowers it at once, before the consumer says anything again."""
 
     def close(self) -> None:
         """Release connections."""

@@ -7,6 +7,7 @@ Keys (all under `BusConfig.prefix`, written P below):
     P:produced   set of group ids ever accepted (producer-side dedup)
     P:committed  set of group ids ever committed (consumer-side ledger)
     P:stats      hash of counters (see BusStats)
+    P:demand     "groups held" last announced by the consumer (see announce_demand)
 
 Guarantees, and how:
 * nothing lost: a consumer acknowledges (XACK) only in `commit`, after its
@@ -96,9 +97,10 @@ class BusKeys:
         self.produced = f"{prefix}:produced"
         self.committed = f"{prefix}:committed"
         self.stats = f"{prefix}:stats"
+        self.demand = f"{prefix}:demand"
 
     def all(self) -> list[str]:
-        return [self.stream, self.dead_letter, self.produced, self.committed, self.stats]
+        return [self.stream, self.dead_letter, self.produced, self.committed, self.stats, self.demand]
 
 
 def _retrying(call: Callable, cfg: BusConfig, what: str, deadline: float | None = None):
@@ -131,15 +133,21 @@ class _RedisBus:
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(self.keys.stats)
             pipe.xlen(self.keys.stream)
+            pipe.get(self.keys.demand)
             return pipe.execute()
 
-        counters, queued = _retrying(read, self.cfg, "stats")
+        counters, queued, demand = _retrying(read, self.cfg, "stats")
         values = {k.decode(): int(v) for k, v in counters.items()}
         pending = 0
         try:
             pending = int(self.client.xpending(self.keys.stream, self.cfg.consumer_group)["pending"])
         except redis.ResponseError:
             pass  # no consumer group yet: nothing is pending
+        if demand is not None:
+            groups, held = (int(v) for v in demand.split())
+            # Commits after the step's demand went to 0 lower `pending` below `held`:
+            # they are not deliveries, and a consumer that wants nothing wants nothing.
+            values["demand"] = max(0, groups - max(0, pending - held))
         return BusStats(queued=queued, pending=pending, **values)
 
     def dead_letters(self, count: int = 100) -> list[tuple[str, str]]:
@@ -379,6 +387,11 @@ class RedisReceiver(_RedisBus, TrajectoryReceiver):
                 [d.entry_id for d in deliveries],
                 justid=True,
             )
+
+    def announce_demand(self, groups: int, held: int) -> None:
+        if groups < 0 or held < 0:
+            raise ValueError(f"demand needs groups >= 0 and held >= 0, got {groups} and {held}")
+        _retrying(lambda: self.client.set(self.keys.demand, f"{groups} {held}"), self.cfg, "announce demand")
 
     def reject(self, delivery: Delivery, reason: str) -> None:
         self._dead_letter(delivery.entry_id, delivery.group.group_id, delivery.group.SerializeToString(), reason)
