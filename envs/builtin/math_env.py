@@ -7,7 +7,9 @@ coincide (`is_held_out`).
 
 Params: `difficulty` ("0".."3", a range "0-1", a list "0,2" or "all"; level
 0 = one-digit/teen additions a 135M model sometimes gets right, 3 = two-step
-word problems), `num_train` (1000), `num_test` (200).
+word problems), `max_operand` (20: level 0 adds two numbers in 1..max_operand;
+9 gives the single-digit sums the demo trains on), `num_train` (1000), `num_test`
+(200).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from outrider.envs.builtin.common import (
     task_id,
     task_rng,
 )
-from outrider.envs.interface import Environment, Message, StepResult, Task
+from outrider.envs.interface import Environment, Message, ParamError, StepResult, Task, param
 from outrider.proto.v1 import env_pb2
 
 NAME = "math"
@@ -37,8 +39,8 @@ SYSTEM_PROMPT = (
 NO_NUMBER_FEEDBACK = "I could not find a number in your reply. End your reply with 'Answer: <number>'."
 
 
-def _level0(rng):
-    a, b = rng.randint(1, 20), rng.randint(1, 20)
+def _level0(rng, max_operand: int = 20):
+    a, b = rng.randint(1, max_operand), rng.randint(1, max_operand)
     return f"What is {a} + {b}?", a + b
 
 
@@ -82,14 +84,17 @@ GENERATORS = (_level0, _level1, _level2, _level3)
 
 
 @functools.lru_cache(maxsize=16)
-def build_tasks(levels: tuple[int, ...], sizes: tuple[tuple[str, int], ...]) -> dict[str, tuple[Task, ...]]:
+def build_tasks(
+    levels: tuple[int, ...], sizes: tuple[tuple[str, int], ...], max_operand: int = 20
+) -> dict[str, tuple[Task, ...]]:
     """All tasks of both splits (disjoint: see `is_held_out`); level = levels[index % len(levels)]."""
+    generators = (functools.partial(_level0, max_operand=max_operand), *GENERATORS[1:])
     tasks: dict[str, tuple[Task, ...]] = {}
     for split, size in sizes:
         made = []
         for index in range(size):
             level = levels[index % len(levels)]
-            text, answer = draw(GENERATORS[level], task_rng(NAME, split, index), split)
+            text, answer = draw(generators[level], task_rng(NAME, split, index), split)
             made.append(Task(task_id(split, index), split, float(level), text, format_number(Fraction(answer))))
         tasks[split] = tuple(made)
     return tasks
@@ -100,6 +105,9 @@ class MathEnv(Environment):
         super().__init__(params, context)
         self.sizes = split_sizes(self.params, 1000, 200)
         self.levels = tuple(difficulty_levels(self.params, MAX_LEVEL))
+        self.max_operand = param(self.params, "max_operand", 20, int)
+        if not 2 <= self.max_operand <= 1000:
+            raise ParamError(f"params.max_operand: must be in [2, 1000], got {self.max_operand}")
         self.task: Task | None = None
 
     @classmethod
@@ -114,7 +122,7 @@ class MathEnv(Environment):
         )
 
     def _all(self) -> dict[str, tuple[Task, ...]]:
-        return build_tasks(self.levels, tuple(self.sizes.items()))
+        return build_tasks(self.levels, tuple(self.sizes.items()), self.max_operand)
 
     def tasks(self, split: str) -> list[Task]:
         return list(self._all()[check_split(split)])

@@ -13,6 +13,8 @@ AGGREGATIONS           fn(AggregationInputs, params)                            
 KL_ESTIMATORS          fn(KLInputs, params)                                         Tensor (B, T)
 KL_CONTROLLERS         fn(params)                                                   KLController (stateful)
 WEIGHT_SCHEMES         fn(M: int, params)                                           BinaryWeights
+REWARD_SHAPINGS        fn(RewardShapingInputs, params)                              rewards (B,)
+PREFERENCE_LOSSES      fn(PreferenceInputs, params)                                 PreferenceLossOutput (B,)
 =====================  ===========================================================  =========================
 
 ``REGISTRIES`` maps a config section name to its registry; every entry has
@@ -20,6 +22,7 @@ WEIGHT_SCHEMES         fn(M: int, params)                                       
 bounds in ``metadata``; see :func:`param_schema`) and ``requires`` (the optional input
 fields it needs, e.g. ``values`` for GAE, so the learner knows to run the critic).
 KL placement is a name -> :class:`KLPlacement` table (``get_kl_placement``).
+``failures.py`` runs any estimator or shaping on the rows that are not infra failures.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from . import (  # noqa: F401 - importing registers the entries
     advantages,
     aggregation,
     exploration,
+    failures,
     kl,
     metrics,
     objective_transforms,
     off_policy,
     passk,
     policy_losses,
+    preference,
     process_rewards,
+    reward_shaping,
 )
 from .advantages import (
     ADVANTAGE_ESTIMATORS,
@@ -47,6 +53,7 @@ from .advantages import (
     token_level_rewards,
 )
 from .aggregation import AGGREGATIONS, AggregationInputs, AggregationName
+from .failures import enough_valid, estimate_on_rows, shape_on_rows, trainable_rows
 from .kl import (
     KL_CONTROLLERS,
     KL_ESTIMATORS,
@@ -77,6 +84,7 @@ from .policy_losses import (
     LOSS_TRANSFORMS,
     POLICY_LOSSES,
     LossTransformName,
+    PenaltyParams,
     PolicyLossInputs,
     PolicyLossName,
     PolicyLossOutput,
@@ -85,8 +93,10 @@ from .policy_losses import (
     ValueLossParams,
     value_loss,
 )
+from .preference import PREFERENCE_LOSSES, PreferenceInputs, PreferenceLossName, PreferenceLossOutput
 from .process_rewards import step_rewards_from_scores
 from .registry import Entry, NoParams, Params, Registry, UnknownNameError, param_schema
+from .reward_shaping import REWARD_SHAPINGS, RewardShapingInputs, RewardShapingName
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "advantage": ADVANTAGE_ESTIMATORS,
@@ -96,6 +106,8 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "kl_estimator": KL_ESTIMATORS,
     "kl_controller": KL_CONTROLLERS,
     "objective_weight_scheme": WEIGHT_SCHEMES,
+    "reward_shaping": REWARD_SHAPINGS,
+    "preference_loss": PREFERENCE_LOSSES,
 }
 
 # Literal of the valid names, per REGISTRIES key (tests keep them equal to the registries).
@@ -107,6 +119,8 @@ NAME_TYPES: dict[str, Any] = {
     "kl_estimator": KLEstimatorName,
     "kl_controller": KLControllerName,
     "objective_weight_scheme": WeightSchemeName,
+    "reward_shaping": RewardShapingName,
+    "preference_loss": PreferenceLossName,
 }
 
 
@@ -126,7 +140,9 @@ __all__ = [
     "LOSS_TRANSFORMS",
     "NAME_TYPES",
     "POLICY_LOSSES",
+    "PREFERENCE_LOSSES",
     "REGISTRIES",
+    "REWARD_SHAPINGS",
     "WEIGHT_SCHEMES",
     "AdvantageEstimatorName",
     "AdvantageInputs",
@@ -145,10 +161,16 @@ __all__ = [
     "NoParams",
     "OverlongParams",
     "Params",
+    "PenaltyParams",
     "PolicyLossInputs",
     "PolicyLossName",
     "PolicyLossOutput",
+    "PreferenceInputs",
+    "PreferenceLossName",
+    "PreferenceLossOutput",
     "Registry",
+    "RewardShapingInputs",
+    "RewardShapingName",
     "TransformOutput",
     "UnknownNameError",
     "ValueLossInputs",
@@ -157,7 +179,9 @@ __all__ = [
     "covariance_stats",
     "describe",
     "dynamic_sampling_mask",
+    "enough_valid",
     "entropy_from_logits",
+    "estimate_on_rows",
     "get_kl_placement",
     "implied_objective",
     "implied_objective_derivative",
@@ -174,8 +198,10 @@ __all__ = [
     "pass_at_k_curve",
     "ratio_metrics",
     "sequence_scores",
+    "shape_on_rows",
     "step_rewards_from_scores",
     "token_level_rewards",
+    "trainable_rows",
     "value_loss",
     "weights_from_objective",
 ]

@@ -40,6 +40,7 @@ __all__ = [
     "KLParams",
     "KLPlacement",
     "KLPlacementName",
+    "PPOAdaptiveKLController",
     "get_kl_placement",
     "kl_loss_term",
     "kl_reward_penalty",
@@ -230,6 +231,40 @@ class AdaptiveKLController:
         self.value = float(state["value"])
         self.target = float(state["target"])
         self.horizon = int(state["horizon"])
+
+
+class PPOAdaptiveKLController:
+    """PPO's adaptive KL penalty coefficient (Schulman et al. 1707.06347, §4), for the
+    penalty to π_old of ``ppo_kl`` (not the reference-KL controller above):
+
+        d = measured KL(π_old‖π_θ) of the step;
+        β ← β / factor   if d < d_targ / tolerance;   β ← β · factor   if d > d_targ · tolerance
+    (the paper: factor 2, tolerance 1.5). ``n_steps`` is ignored: the rule is per update.
+    """
+
+    def __init__(self, init_kl_coef: float, target_kl: float, factor: float, tolerance: float) -> None:
+        self.value = init_kl_coef
+        self.target = target_kl
+        self.factor = factor
+        self.tolerance = tolerance
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        if not math.isfinite(current_kl):
+            raise FloatingPointError(f"measured KL(π_old‖π_θ) is {current_kl}")
+        if current_kl > self.target * self.tolerance:
+            self.value *= self.factor
+        elif current_kl < self.target / self.tolerance:
+            self.value /= self.factor
+        return self.value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "target": self.target, "factor": self.factor, "tolerance": self.tolerance}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value = float(state["value"])
+        self.target = float(state["target"])
+        self.factor = float(state["factor"])
+        self.tolerance = float(state["tolerance"])
 
 
 def _make_fixed(params: FixedKLParams) -> FixedKLController:

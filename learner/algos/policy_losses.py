@@ -20,6 +20,7 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
+from .kl import KLController, PPOAdaptiveKLController
 from .masked import masked_mean
 from .metrics import ratio_metrics
 from .registry import NoParams, Params, Registry, param
@@ -33,6 +34,8 @@ __all__ = [
     "DualClipParams",
     "GSPOParams",
     "LossTransformName",
+    "PPOKLParams",
+    "PenaltyParams",
     "PolicyLossInputs",
     "PolicyLossName",
     "PolicyLossOutput",
@@ -47,7 +50,7 @@ __all__ = [
 ]
 
 PolicyLossName = Literal[
-    "ppo_clip", "dual_clip", "clip_higher", "gspo", "cispo", "pg", "clip_cov", "kl_cov"
+    "ppo_clip", "dual_clip", "clip_higher", "gspo", "cispo", "pg", "clip_cov", "kl_cov", "ppo_kl"
 ]
 LossTransformName = Literal[
     "entropy_advantage",
@@ -82,6 +85,8 @@ class PolicyLossInputs:
         is_weights: detached per-token multipliers of the loss (truncated importance
             sampling); None means 1. Shape: (B, T).
         generator: source of randomness (Clip-Cov's random subset), for reproducibility.
+        penalty_coef: the coefficient β of a loss whose penalty weight is learner state
+            (``ppo_kl``), kept by the controller its :class:`PenaltyParams` make.
     """
 
     logprobs: Tensor
@@ -92,6 +97,7 @@ class PolicyLossInputs:
     rollout_logprobs: Tensor | None = None
     is_weights: Tensor | None = None
     generator: torch.Generator | None = None
+    penalty_coef: float | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.logprobs.shape)
@@ -314,6 +320,58 @@ def pg(inputs: PolicyLossInputs, params: NoParams) -> PolicyLossOutput:
     lr = log_ratio(inputs)
     loss = -inputs.advantages * torch.exp(lr)
     return PolicyLossOutput(finish_loss(loss, inputs), ratio_metrics(lr.detach(), inputs.mask))
+
+
+# ---------------------------------------------------------------------------- adaptive penalty
+
+
+@dataclass(frozen=True)
+class PenaltyParams(Params):
+    """Params of a loss whose penalty coefficient changes during training.
+
+    The learner keeps the controller that :meth:`make_controller` returns, passes its
+    ``value`` as ``PolicyLossInputs.penalty_coef``, updates it after every step with the
+    step's measured KL(π_old‖π_θ) and checkpoints its ``state_dict``.
+    """
+
+    def make_controller(self) -> KLController:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PPOKLParams(PenaltyParams):
+    target_kl: float = param(
+        0.01, "d_targ: per-token KL(π_old‖π_θ) the coefficient steers towards (the paper tried 0.003–0.03)", gt=0.0
+    )
+    init_kl_coef: float = param(1.0, "initial coefficient β_0", gt=0.0)
+    factor: float = param(2.0, "β is multiplied or divided by this when the KL leaves its band", gt=1.0)
+    tolerance: float = param(1.5, "band [d_targ / tolerance, d_targ · tolerance] in which β stays", gt=1.0)
+
+    def make_controller(self) -> PPOAdaptiveKLController:
+        return PPOAdaptiveKLController(self.init_kl_coef, self.target_kl, self.factor, self.tolerance)
+
+
+@POLICY_LOSSES.register("ppo_kl", params=PPOKLParams, requires=("penalty_coef",))
+def ppo_kl(inputs: PolicyLossInputs, params: PPOKLParams) -> PolicyLossOutput:
+    """PPO with an adaptive KL penalty to π_old (Schulman et al. 1707.06347, §4):
+
+        L_t = −r_t A_t + β · k3_t,   k3_t = r_t − 1 − log r_t,   r_t = π_θ(y_t)/π_old(y_t)
+    k3 estimates KL(π_old‖π_θ) from tokens drawn from π_old without bias in value and in
+    gradient (E_old[r] = 1, E_old[r ∇log π_θ] = 0), and is ≥ 0 per token. β is
+    ``penalty_coef``: the learner's :class:`~.kl.PPOAdaptiveKLController` doubles it when the
+    step's measured KL exceeds 1.5·d_targ and halves it below d_targ/1.5. At r = 1 the
+    penalty's gradient is 0, so the gradient is REINFORCE's −A ∇log π.
+    """
+    assert inputs.penalty_coef is not None  # Entry.check guarantees it
+    lr = log_ratio(inputs)
+    ratio = torch.exp(lr)
+    kl = ratio - 1.0 - lr
+    loss = -inputs.advantages * ratio + inputs.penalty_coef * kl
+    with torch.no_grad():
+        metrics = ratio_metrics(lr.detach(), inputs.mask)
+        metrics["kl_old"] = masked_mean(kl.detach(), inputs.mask)
+        metrics["penalty_coef"] = torch.tensor(float(inputs.penalty_coef), dtype=torch.float64)
+    return PolicyLossOutput(finish_loss(loss, inputs), metrics)
 
 
 # ---------------------------------------------------------------------------- value loss

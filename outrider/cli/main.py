@@ -6,7 +6,17 @@ import sys
 
 import typer
 
-from outrider.cli import config_cmd, curriculum_cmd, env_cmd, learn_cmd, policy_cmd, reward_cmd, stack_cmd, train_cmd
+from outrider.cli import (
+    config_cmd,
+    curriculum_cmd,
+    env_cmd,
+    eval_cmd,
+    learn_cmd,
+    policy_cmd,
+    reward_cmd,
+    stack_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     name="outrider",
@@ -28,6 +38,7 @@ app.command()(train_cmd.train)
 app.command()(train_cmd.worker)
 app.command()(train_cmd.report)
 app.command()(train_cmd.demo)
+app.command(name="eval")(eval_cmd.eval_command)
 
 
 def main() -> None:

@@ -66,10 +66,30 @@ def train(
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     _print_summary(summary)
+    failed = False
+    if run.evaluation.boundary.enabled:
+        failed = not _boundary(run)
     if report:
         from outrider.train.report import render_report
 
         typer.echo(f"report: {render_report(Path(summary['run_dir']))}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _boundary(run: RunConfig) -> bool:
+    """evaluation.boundary.enabled: `outrider eval` of the base model vs the final weights."""
+    from outrider.eval.runner import EvalError, boundary_after_training
+
+    typer.echo("\nreasoning boundary: the base model against the final weights (outrider eval) ...")
+    try:
+        outcome = boundary_after_training(run)
+    except EvalError as exc:
+        typer.secho(f"error: the boundary evaluation failed: {exc}", fg="red", err=True)
+        return False
+    typer.echo(outcome.summary)
+    typer.echo(f"boundary report: {outcome.index}")
+    return True
 
 
 def worker(

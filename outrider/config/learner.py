@@ -44,17 +44,31 @@ class KLConfig(ConfigModel):
 
 
 # Config field -> registry kind of the algorithms it names.
-_KINDS = {"advantage": "advantage", "policy_loss": "policy_loss", "aggregation": "aggregation", "transforms": "loss_transform"}
+_KINDS = {
+    "advantage": "advantage",
+    "policy_loss": "policy_loss",
+    "aggregation": "aggregation",
+    "transforms": "loss_transform",
+    "reward_shaping": "reward_shaping",
+}
 
 
 class AlgorithmConfig(ConfigModel):
     advantage: Algorithm = Algorithm(name="grpo")
     """Advantage estimator (`grpo`, `dr_grpo`, `rloo`, `gae`, `reinforce_pp`, `opo`, ...)."""
     policy_loss: Algorithm = Algorithm(name="ppo_clip")
-    """Policy loss (`ppo_clip`, `dual_clip`, `clip_higher`, `gspo`, `cispo`, `clip_cov`, `kl_cov`, `pg`)."""
+    """Policy loss (`ppo_clip`, `dual_clip`, `clip_higher`, `gspo`, `cispo`, `clip_cov`, `kl_cov`, `pg`,
+    `ppo_kl`: an adaptive KL penalty to π_old whose coefficient is checkpointed learner state)."""
     transforms: list[Algorithm] = Field(default_factory=list)
     """Loss transforms applied in order before the loss (`tis_token`, `entropy_advantage`,
     `forking_tokens`, `psr_only`, `offpolicy_sequence_mask`, ...)."""
+    reward_shaping: list[Algorithm] = Field(default_factory=list)
+    """Outcome-reward shapings applied in order before the advantages (`kimi_length`,
+    `long2short`); the trajectories' recorded rewards are left as they are."""
+    min_valid: int = Field(2, ge=1)
+    """Episodes that ended in an infrastructure failure (Trajectory.infra_failure) leave their
+    group's statistics and the loss; a group that lost some and keeps fewer valid episodes
+    than this is dropped (counted). Groups without failures are kept whatever their size."""
     aggregation: Algorithm = Algorithm(name="token_mean")
     """How per-token losses become one number (`token_mean`, `seq_mean_token_mean`, ...)."""
     kl: KLConfig = KLConfig()
@@ -74,7 +88,7 @@ class AlgorithmConfig(ConfigModel):
     value_clip: float | None = Field(0.2, gt=0.0)
     """Critic: clip the value update to ±value_clip around the old value (null: no clipping)."""
 
-    @field_validator("advantage", "policy_loss", "aggregation", "transforms")
+    @field_validator("advantage", "policy_loss", "aggregation", "transforms", "reward_shaping")
     @classmethod
     def _registered(cls, value: Algorithm | list[Algorithm], info: ValidationInfo) -> Algorithm | list[Algorithm]:
         kind = _KINDS[info.field_name]
@@ -202,7 +216,9 @@ class LearnerConfig(ConfigModel):
     keep_checkpoints: int = Field(2, ge=1)
     """Checkpoints kept on disk (older ones are deleted)."""
     export_hf_every: int | None = Field(None, ge=1)
-    """Also export an HF-format folder every this many steps (null: only at the end)."""
+    """Also export the actor as an HF-format folder (transformers/vLLM load it) every this
+    many steps, to `<run_dir>/hf/step-NNNNNNN/`; these are kept, not pruned (null: only
+    `<run_dir>/final/` at the end)."""
     sync: WeightSyncConfig = WeightSyncConfig()
     """Publishing new weights to the policy service."""
     consumer_name: str = Field("learner", min_length=1)
@@ -233,4 +249,5 @@ class LearnerConfig(ConfigModel):
 
 def algorithm_names() -> dict[str, list[str]]:
     """Valid names per algorithm kind (for docs and error messages)."""
-    return {kind: names(kind) for kind in ("advantage", "policy_loss", "loss_transform", "aggregation", "kl_estimator")}
+    kinds = ("advantage", "policy_loss", "loss_transform", "aggregation", "kl_estimator", "reward_shaping", "preference_loss")
+    return {kind: names(kind) for kind in kinds}

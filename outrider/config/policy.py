@@ -57,6 +57,11 @@ class VllmOptions(ConfigModel):
     """Reuse KV blocks of shared prompt prefixes (the cache is reset on every weights update)."""
     tensor_parallel_size: int = Field(1, ge=1, le=64)
     """GPUs one replica shards the model over."""
+    max_entropy_tokens: int = Field(256, ge=2, le=1_048_576)
+    """Longest sequence ScoreTokens scores with `return_entropies`. vLLM hands out the whole
+    vocabulary's log-probabilities at every position of it, as Python objects in this
+    process (~150 bytes x vocabulary per token: ~7 MB per token with a 49k vocabulary), so
+    this bounds a request's memory; such requests also run one sequence at a time."""
 
 
 class HfOptions(ConfigModel):

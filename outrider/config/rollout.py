@@ -75,6 +75,40 @@ class RolloutConfig(ConfigModel):
     """A rollout task running longer is killed (and retried once)."""
 
 
+class BoundaryConfig(ConfigModel):
+    """`outrider eval`: pass@k up to large k, solvable sets, perplexity under the base model
+    and token entropies of named checkpoints (docs/evaluation.md)."""
+
+    enabled: bool = False
+    """At the end of `outrider train`, compare the base model (`learner.model`) with the
+    final weights this way, into RUN_DIR/eval/ (linked from the run report)."""
+    samples: int | None = Field(None, ge=1, le=1024)
+    """Episodes per held-out task (the n of pass@k); null: 256 when the policy runs on a
+    GPU, 16 on a CPU. `outrider eval --n` overrides it."""
+    tasks: int | None = Field(None, ge=1, le=100_000)
+    """Held-out (test split) tasks per environment; null: `evaluation.tasks`."""
+    chunk: int | None = Field(None, ge=1, le=4096)
+    """Episodes of one task played together (one batched group), at most n and the policy's
+    `limits.max_n` and `limits.max_prompts`; null: as many as those allow."""
+    max_solutions: int = Field(32, ge=0, le=1024)
+    """Correct episodes per (checkpoint, task) scored under the base model for the
+    perplexity analysis (a seeded subsample when there are more)."""
+    max_entropy_tokens: int = Field(256, ge=0, le=1_000_000)
+    """Completion tokens per (checkpoint, task) whose full-vocabulary entropy is measured
+    (a seeded subsample; 0: none). Costs one extra scoring pass over the episodes chosen;
+    on vLLM about 25 ms per token with a 49k vocabulary on a CPU."""
+    resamples: int = Field(1000, ge=1000, le=1_000_000)
+    """Bootstrap resamples of the tasks for the confidence intervals."""
+    confidence: float = Field(0.9, gt=0.0, lt=1.0)
+    """Coverage of the percentile bootstrap intervals."""
+    forking_quantile: float = Field(0.8, gt=0.0, lt=1.0)
+    """Tokens whose entropy exceeds this quantile of the base model's token entropies count
+    as high-entropy "forking" tokens (0.8: the top 20%)."""
+    task_retries: int = Field(2, ge=0, le=100)
+    """A (checkpoint, task) whose worker task failed is dispatched again this many times
+    before the evaluation stops with its error."""
+
+
 class EvalConfig(ConfigModel):
     enabled: bool = True
     """Measure pass@k on held-out tasks before training and after it."""
@@ -84,6 +118,8 @@ class EvalConfig(ConfigModel):
     """Episodes per task; pass@k is estimated for every k up to this."""
     temperature: float = Field(1.0, ge=0.0, le=10.0)
     """Sampling temperature of evaluation episodes."""
+    boundary: BoundaryConfig = BoundaryConfig()
+    """Checkpoint comparison at large k (`outrider eval`), optionally at the end of a run."""
 
     @model_validator(mode="after")
     def _greedy_single(self) -> EvalConfig:

@@ -167,28 +167,28 @@ def load_records(eval_dir: Path) -> dict[str, dict[str, TaskRecord]]:
     return out
 
 
-def _str(data: dict, name: str, where: str) -> str:
+def _field(data: dict, name: str, where: str):
     if name not in data:
         raise ValueError(f"{where}: missing field '{name}'")
-    value = data[name]
+    return data[name]
+
+
+def _str(data: dict, name: str, where: str) -> str:
+    value = _field(data, name, where)
     if not isinstance(value, str) or not value:
         raise ValueError(f"{where}: field '{name}' must be a non-empty string, got {value!r}")
     return value
 
 
 def _int(data: dict, name: str, where: str) -> int:
-    if name not in data:
-        raise ValueError(f"{where}: missing field '{name}'")
-    value = data[name]
+    value = _field(data, name, where)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{where}: field '{name}' must be an integer, got {value!r}")
     return value
 
 
 def _float(data: dict, name: str, where: str) -> float:
-    if name not in data:
-        raise ValueError(f"{where}: missing field '{name}'")
-    value = data[name]
+    value = _field(data, name, where)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where}: field '{name}' must be a finite number, got {value!r}")
     return float(value)

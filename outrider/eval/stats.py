@@ -220,12 +220,14 @@ def histogram(groups: dict[str, np.ndarray], bins: int = 30, log: bool = False) 
     lo, hi = float(every.min()), float(every.max())
     if log:
         lo, hi = np.log(lo), np.log(hi)
-    if hi <= lo:
+    degenerate = hi <= lo
+    if degenerate:  # one value (e.g. a single solution): a unit-wide range around it
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
     if log:
         edges = np.exp(edges)
-        edges[0], edges[-1] = every.min(), every.max()  # exact ends despite exp(log(·)) rounding
+        if not degenerate:
+            edges[0], edges[-1] = every.min(), every.max()  # exact ends despite exp(log(·)) rounding
     return {"edges": edges.tolist(), "counts": {name: np.histogram(v, edges)[0].tolist() for name, v in arrays.items()},
             "log": log}
 

@@ -7,8 +7,14 @@ share the prompt, is one prompt with n = G), then one env Step per episode.
 Token bookkeeping (trajectory.proto): the trajectory's token ids are the
 chat-templated prompt, then per turn the completion ids exactly as sampled
 (loss mask 1, their logprobs) and the environment's reply rendered by
-`ObservationTokens` (loss mask 0). An episode whose environment fails is
-dropped from the group with its error counted, never given a made-up reward.
+`ObservationTokens` (loss mask 0). An episode that infrastructure cuts short
+(the environment raises, a service cannot be reached, the reward cannot be
+computed) is never given a made-up reward: it keeps its tokens, its error and
+a typed `infra_failure`, and the learner leaves it out of its group's
+statistics and of the loss. A failed Generate call is not such a failure: it
+hits every running episode of the group at once, and keeping only the episodes
+that had already finished would keep the short ones, so the whole group is
+retried (worker.py).
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ import grpc
 from outrider.config.rollout import RolloutConfig
 from outrider.proto.v1 import common_pb2, policy_pb2, trajectory_pb2
 from outrider.proto.v1.common_pb2 import ChatMessage, FinishReason, ItemStatus
+from outrider.proto.v1.trajectory_pb2 import (
+    INFRA_FAILURE_ENV_ERROR,
+    INFRA_FAILURE_ENV_UNAVAILABLE,
+    INFRA_FAILURE_NONE,
+)
 from outrider.rollout.tokens import ObservationTokens
 
 log = logging.getLogger(__name__)
@@ -44,12 +55,19 @@ class Episode:
     truncated: bool = False
     solved: bool = False
     error: str = ""
+    failure: int = INFRA_FAILURE_NONE
+    """trajectory_pb2.InfraFailure of `error`: which part of the infrastructure failed."""
     outcome_reward: float = 0.0
     step_rewards: list[trajectory_pb2.StepReward] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
         return not self.done and not self.error
+
+    def fail(self, failure: int, error: str) -> None:
+        """End the episode for an infrastructure failure (the first one is kept)."""
+        if not self.error:
+            self.error, self.failure = error, failure
 
 
 @dataclass
@@ -116,7 +134,7 @@ class GroupPlayer:
                 with self._timed("env"):
                     reply = self.env.create_session(task.env, task.id, seed=seed + episode.index)
             except grpc.RpcError as exc:
-                episode.error = f"CreateSession: {exc.code().name}: {exc.details()}"
+                episode.fail(INFRA_FAILURE_ENV_UNAVAILABLE, f"CreateSession: {exc.code().name}: {exc.details()}")
                 continue
             episode.session_id = reply.session_id
             episode.messages = list(reply.observation.messages)
@@ -189,10 +207,13 @@ class GroupPlayer:
             with self._timed("env"):
                 reply = self.env.step(episode.session_id, completion.text, ids)
         except grpc.RpcError as exc:
-            episode.error = f"Step: {exc.code().name}: {exc.details()}"
+            # The turn was sampled: it stays on record (its tokens are in token_ids).
+            episode.turns.append(turn)
+            episode.fail(INFRA_FAILURE_ENV_UNAVAILABLE, f"Step: {exc.code().name}: {exc.details()}")
             return None
         if reply.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK):
-            episode.error = f"env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}"
+            episode.turns.append(turn)
+            episode.fail(INFRA_FAILURE_ENV_ERROR, f"env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}")
             return None
         turn.env_reward = reply.reward
         episode.turns.append(turn)
@@ -216,12 +237,21 @@ class GroupPlayer:
 
 
 
+def _status(episode: Episode) -> ItemStatus:
+    if not episode.error:
+        return ItemStatus(code=ItemStatus.OK)
+    source = trajectory_pb2.InfraFailure.Name(episode.failure).removeprefix("INFRA_FAILURE_").lower()
+    return ItemStatus(code=ItemStatus.ERROR, message=episode.error, source=source)
+
+
 def build_group(task: common_pb2.Task, group_id: str, episodes: list[Episode]) -> GroupResult:
-    """The TrajectoryGroup of the episodes that finished without an error."""
+    """The TrajectoryGroup of the episodes that played at least one turn, the ones that
+    infrastructure cut short flagged with their `infra_failure` (an episode that failed
+    before its first turn has nothing to record: it is only in `errors`)."""
     group = trajectory_pb2.TrajectoryGroup(group_id=group_id, env=task.env, task_id=task.id)
     errors = [f"episode {e.index}: {e.error}" for e in episodes if e.error]
     for episode in episodes:
-        if episode.error or not episode.turns:
+        if not episode.turns:
             continue
         group.trajectories.append(
             trajectory_pb2.Trajectory(
@@ -235,7 +265,8 @@ def build_group(task: common_pb2.Task, group_id: str, episodes: list[Episode]) -
                 step_rewards=episode.step_rewards,
                 truncated=episode.truncated,
                 solved=episode.solved,
-                status=ItemStatus(code=ItemStatus.OK),
+                status=_status(episode),
+                infra_failure=episode.failure if episode.error else INFRA_FAILURE_NONE,
             )
         )
     versions = [turn.policy_version for t in group.trajectories for turn in t.turns]

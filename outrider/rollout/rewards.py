@@ -8,7 +8,8 @@ Steps:    env            s_t = the env's process signal after turn t; r_t = s_t 
                           by the same rule
 
 A step reward sits on the last completion token of its turn. A failed
-verifier or PRM call fails the episode (with the reason); nothing becomes 0.
+verifier or PRM call fails the episode (with the reason, as an infrastructure
+failure the learner leaves out of the group); nothing becomes 0.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from outrider.config.rollout import RewardSourceConfig
 from outrider.envs.shaping import step_rewards
 from outrider.proto.v1 import common_pb2, reward_pb2, trajectory_pb2
 from outrider.proto.v1.common_pb2 import ItemStatus
+from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_REWARD_ERROR
 from outrider.rollout.episodes import Episode
 
 _OK = (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK)
@@ -75,11 +77,11 @@ def _outcome_from_service(task, episodes: list[Episode], cfg: RewardSourceConfig
         results = client.score(items)
     except grpc.RpcError as exc:
         for episode in episodes:
-            episode.error = f"reward Score: {exc.code().name}: {exc.details()}"
+            episode.fail(INFRA_FAILURE_REWARD_ERROR, f"reward Score: {exc.code().name}: {exc.details()}")
         return
     for episode, result in zip(episodes, results, strict=True):
         if result.status.code not in _OK or not result.HasField("reward"):
-            episode.error = f"reward {ItemStatus.Code.Name(result.status.code)}: {result.status.message}"
+            episode.fail(INFRA_FAILURE_REWARD_ERROR, f"reward {ItemStatus.Code.Name(result.status.code)}: {result.status.message}")
             continue
         episode.outcome_reward = result.reward - cfg.turn_penalty * (len(episode.turns) - 1)
 
@@ -96,14 +98,14 @@ def _prm_steps(task, episodes: list[Episode], cfg: RewardSourceConfig, client) -
         results = client.score_steps(items)
     except grpc.RpcError as exc:
         for episode in episodes:
-            episode.error = f"reward ScoreSteps: {exc.code().name}: {exc.details()}"
+            episode.fail(INFRA_FAILURE_REWARD_ERROR, f"reward ScoreSteps: {exc.code().name}: {exc.details()}")
         return
     for episode, result in zip(episodes, results, strict=True):
         if result.status.code not in _OK:
-            episode.error = f"PRM {ItemStatus.Code.Name(result.status.code)}: {result.status.message}"
+            episode.fail(INFRA_FAILURE_REWARD_ERROR, f"PRM {ItemStatus.Code.Name(result.status.code)}: {result.status.message}")
             continue
         if len(result.scores) != len(episode.turns):
-            episode.error = f"PRM scored {len(result.scores)} steps for {len(episode.turns)} turns"
+            episode.fail(INFRA_FAILURE_REWARD_ERROR, f"PRM scored {len(result.scores)} steps for {len(episode.turns)} turns")
             continue
         episode.step_rewards = [
             trajectory_pb2.StepReward(token_index=_turn_end(turn), score=score, reward=cfg.step_weight * reward)

@@ -1,4 +1,4 @@
-"""Counting the round trips a rollout makes (CONVENTIONS 16).
+"""Counting the round trips a rollout makes.
 
 Every RPC on the rollout path is paid G × turns × workers times, so the
 rollout worker wraps each service client it uses in `Counted` and reports the

@@ -1,4 +1,5 @@
 """Rollout workers: Celery tasks that play one group each and publish it.
+(`evaluate_task`: the same workers play the held-out episodes of `outrider eval`.)
 
     celery -A outrider.rollout.worker worker        (OUTRIDER_RUN_CONFIG=run.yaml)
     outrider worker run.yaml --concurrency 4        (the same, configured for you)
@@ -7,7 +8,7 @@ A task gets a Task message (protobuf bytes, base64 in Celery's JSON) and the
 group id chosen by the dispatcher. It plays G episodes, scores them, sends the
 TrajectoryGroup to the bus and reports the rewards to the curriculum.
 
-Reliability (../shared/ENVIRONMENT.md): acks_late + reject_on_worker_lost +
+Reliability (kombu's defaults take ~100 s): acks_late + reject_on_worker_lost +
 prefetch 1, a visibility timeout longer than any rollout, and fast restore of
 unacknowledged tasks, so a SIGKILLed worker's task runs again on another
 worker within seconds. The group id makes that retry idempotent: the bus
@@ -36,6 +37,7 @@ from outrider.proto.v1 import common_pb2
 log = logging.getLogger(__name__)
 
 TASK_NAME = "outrider.rollout.play_group"
+EVAL_TASK_NAME = "outrider.rollout.evaluate_task"
 QUEUE = "outrider-rollouts"
 
 
@@ -122,14 +124,18 @@ class Rollouts:
         group = result.group
         group.producer = self.producer
         group.created_unix = time.time()
+        # Infra-failed episodes travel flagged (the learner leaves them out of the group);
+        # their rewards measured nothing, so neither the counts nor the curriculum see them.
+        valid = [t for t in group.trajectories if not t.infra_failure]
         summary = {
             "group_id": group_id,
             "episodes": len(episodes),
-            "trajectories": len(group.trajectories),
+            "trajectories": len(valid),
+            "infra_failures": len(group.trajectories) - len(valid),
             "errors": result.errors,
             "policy_version": group.policy_version,
-            "rewards": [t.outcome_reward for t in group.trajectories],
-            "tokens": sum(sum(t.loss_mask) for t in group.trajectories),
+            "rewards": [t.outcome_reward for t in valid],
+            "tokens": sum(sum(t.loss_mask) for t in valid),
             "seconds": time.perf_counter() - started,
             "generate_seconds": self.player.seconds["policy"],
             "env_seconds": self.player.seconds["env"],
@@ -141,8 +147,8 @@ class Rollouts:
         }
         for error in result.errors:
             log.warning("group %s: %s", group_id, error)
-        if len(group.trajectories) < self.run.rollout.min_group_size:
-            log.error("group %s: only %d episodes succeeded; not sent", group_id, len(group.trajectories))
+        if len(valid) < self.run.rollout.min_group_size:
+            log.error("group %s: only %d episodes succeeded; not sent", group_id, len(valid))
         else:
             summary["sent"] = self.sender.send(group)
             if self.curriculum is not None:
@@ -155,16 +161,22 @@ class Rollouts:
 _local = threading.local()
 
 
-def rollouts() -> Rollouts:
-    """This thread's clients: a worker with `groups_per_worker` > 1 plays groups in
-    threads, and a GroupPlayer keeps per-group state (its timings) while it plays."""
-    mine = getattr(_local, "rollouts", None)
+def _thread_local(name: str, build):
+    """This thread's `build(run)` under `name`, made once per thread and process."""
+    mine = getattr(_local, name, None)
     if mine is None or mine.pid != os.getpid():
         run = _run_config()
         if run is None:
             raise RuntimeError("OUTRIDER_RUN_CONFIG is not set: the worker does not know its run")
-        mine = _local.rollouts = Rollouts(run)
+        mine = build(run)
+        setattr(_local, name, mine)
     return mine
+
+
+def rollouts() -> Rollouts:
+    """This thread's clients: a worker with `groups_per_worker` > 1 plays groups in
+    threads, and a GroupPlayer keeps per-group state (its timings) while it plays."""
+    return _thread_local("rollouts", Rollouts)
 
 
 @worker_process_init.connect
@@ -183,12 +195,58 @@ def play_group(self, task_b64: str, group_id: str, seed: int = 0) -> dict:
     try:
         return rollouts().play(task, group_id, seed)
     except Exception as exc:
-        import grpc
-
-        if isinstance(exc, grpc.RpcError) and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise self.retry(exc=exc, countdown=2) from exc
+        _retry_if_transient(self, exc)
         raise
+
+
+def _retry_if_transient(task, exc: Exception) -> None:
+    """A service that is restarting or slow gets the Celery task retried; anything else fails it."""
+    import grpc
+
+    if isinstance(exc, grpc.RpcError) and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        raise task.retry(exc=exc, countdown=2) from exc
 
 
 def encode_task(task: common_pb2.Task) -> str:
     return base64.b64encode(task.SerializeToString()).decode()
+
+
+class Evaluators:
+    """Per-thread clients for `outrider eval` tasks: the run's env service, and one policy
+    client per address (each checkpoint is served by its own policy service)."""
+
+    def __init__(self, run: RunConfig):
+        from outrider.services.env.client import EnvClient
+
+        self.run = run
+        self.env = EnvClient(run.stack.addresses["env"])
+        self.policies: dict[str, object] = {}
+        self.pid = os.getpid()
+
+    def evaluate(self, request):
+        from outrider.rollout.evaluation import evaluate_task as evaluate
+        from outrider.services.policy.client import PolicyClient
+
+        if request.policy_address not in self.policies:
+            for old in self.policies.values():
+                old.close()  # the previous checkpoint's service is gone
+            self.policies = {request.policy_address: PolicyClient(request.policy_address)}
+        return evaluate(request, self.policies[request.policy_address], self.env, self.run.rollout)
+
+
+def evaluators() -> Evaluators:
+    return _thread_local("evaluators", Evaluators)
+
+
+@app.task(name=EVAL_TASK_NAME, bind=True, acks_late=True, max_retries=3)
+def evaluate_task(self, request_b64: str) -> str:
+    """Evaluate one task of one checkpoint (EvalTaskRequest in, TaskSamples out, both
+    protobuf bytes in base64): `outrider eval`'s unit of work."""
+    from outrider.proto.v1 import eval_pb2
+
+    request = eval_pb2.EvalTaskRequest.FromString(base64.b64decode(request_b64))
+    try:
+        return base64.b64encode(evaluators().evaluate(request).SerializeToString()).decode()
+    except Exception as exc:
+        _retry_if_transient(self, exc)
+        raise

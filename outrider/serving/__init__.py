@@ -12,6 +12,7 @@ from outrider.serving.errors import (
     ResourceExhausted,
     ServiceError,
     Unavailable,
+    Unimplemented,
 )
 from outrider.serving.server import BuiltServer, build_server, run_until_signalled
 
@@ -28,6 +29,7 @@ __all__ = [
     "ResourceExhausted",
     "ServiceError",
     "Unavailable",
+    "Unimplemented",
     "build_server",
     "run_until_signalled",
 ]

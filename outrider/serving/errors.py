@@ -58,3 +58,7 @@ class OutOfRange(ServiceError):
 
 class Internal(ServiceError):
     code = grpc.StatusCode.INTERNAL
+
+
+class Unimplemented(ServiceError):
+    code = grpc.StatusCode.UNIMPLEMENTED

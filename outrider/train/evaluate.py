@@ -47,8 +47,11 @@ def _curve(n: int, correct: list[int]) -> dict[str, float]:
     return {str(k): float(pass_at_k(samples, counts, k).mean()) for k in range(1, n + 1)}
 
 
-def evaluate(policy, env, tasks: list[common_pb2.Task], rollout: RolloutConfig, cfg: EvalConfig, threads: int = 4) -> EvalResult:
-    """Play `cfg.samples` episodes of every task and estimate pass@k."""
+def evaluate(policy, env, tasks: list[common_pb2.Task], rollout: RolloutConfig, cfg: EvalConfig, threads: int = 16) -> EvalResult:
+    """Play `cfg.samples` episodes of every task and estimate pass@k.
+
+    `threads` tasks are played at once, so threads × samples sequences are in flight
+    on the policy: enough to fill vLLM's batch (4 threads left it a quarter full)."""
     sampling = rollout.sampling.model_copy(update={"temperature": cfg.temperature})
     player = GroupPlayer(policy, env, rollout.model_copy(update={"sampling": sampling}))
 

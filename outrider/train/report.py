@@ -2,7 +2,8 @@
 
 Reads what a run leaves behind: metrics.jsonl (one record per learner step),
 eval_before.json / eval_after.json (pass@k on held-out tasks) and
-summary.json (ledger, rollouts), and writes RUN_DIR/report/.
+summary.json (ledger, rollouts), and writes RUN_DIR/report/; links the
+reasoning-boundary report RUN_DIR/eval/index.html when `outrider eval` wrote one.
 """
 
 from __future__ import annotations
@@ -145,12 +146,17 @@ def render_report(run_dir: Path) -> Path:
         rows.append(("ledger", ", ".join(f"{k} {v}" for k, v in ledger.items())))
     table = "\n".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
     figures = "\n".join(f'<img src="{p.name}" alt="{p.stem}">' for p in images)
+    boundary = ""
+    if (run_dir / "eval" / "index.html").exists():
+        boundary = ('<p><a href="../eval/index.html">Reasoning-boundary report</a>: the base model against the '
+                    "final weights at large k (outrider eval)</p>")
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Outrider run {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}} img{{margin:6px;border:1px solid #eee}}</style>
 </head><body>
 <h1>Run {html.escape(run_dir.name)}</h1>
+{boundary}
 <table>{table}</table>
 <h2>Curves</h2>
 {figures}

@@ -1,7 +1,7 @@
 """The trajectory bus: rollout workers send TrajectoryGroups, the learner receives them.
 
 Service code uses `TrajectorySender` / `TrajectoryReceiver` and never calls
-Redis commands itself (CONVENTIONS.md, rule 5).
+Redis commands itself: commit and dedup stay atomic in the bus's Lua scripts.
 """
 
 from outrider.transport.base import (

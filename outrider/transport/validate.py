@@ -52,6 +52,7 @@ def _trajectory_problem(traj) -> str | None:
         end = turn.start + turn.completion_length + turn.observation_length
         if end > length:
             return f"turns[{turn_index}] ends at {end} > len(token_ids)={length}"
-    if traj.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK):
+    # An infra-failed episode travels with its error; the learner leaves it out of its group.
+    if traj.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK) and not traj.infra_failure:
         return f"trajectory status {ItemStatus.Code.Name(traj.status.code)}: {traj.status.message}"
     return None

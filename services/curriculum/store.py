@@ -1,7 +1,7 @@
 """Persistence of curriculum state behind a small interface.
 
 The service calls `load` once at start and `save` after every change; only this
-module talks to Redis (CONVENTIONS.md, rule 5). Keys, under a configurable prefix:
+module talks to Redis (Redis stays behind small interfaces). Keys, under a configurable prefix:
 
 * `<prefix>:global` — JSON: strategy, its state, clock, seed, RNG state;
 * `<prefix>:tasks`  — hash: field `["env", "task_id"]` -> JSON statistics.

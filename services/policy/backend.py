@@ -24,6 +24,10 @@ class BackendDead(RuntimeError):
     """The inference engine is gone (e.g. its process died); only a restart helps."""
 
 
+class EntropiesUnsupported(RuntimeError):
+    """The backend cannot compute full-vocabulary entropies (ScoreTokens answers UNIMPLEMENTED)."""
+
+
 @dataclass(frozen=True)
 class SamplingSpec:
     """Validated sampling parameters (see `SamplingParams` in policy.proto)."""
@@ -127,6 +131,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def score(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
         """Teacher-forced log pi(ids[i] | ids[:i]) for i in [prompt_length, len(ids)), per (ids, prompt_length)."""
+
+    @property
+    def entropy_token_limit(self) -> int | None:
+        """Longest sequence `score_with_entropies` accepts (None: up to the context)."""
+        return None
+
+    async def score_with_entropies(self, sequences: list[tuple[list[int], int]]) -> list[tuple[list[float], list[float]]]:
+        """`score`, plus the entropy H = −Σ_v π(v | ids[:i]) log π(v | ids[:i]) of the whole
+        next-token distribution at every scored position i (nats, temperature 1)."""
+        raise EntropiesUnsupported(f"the {self.name} backend cannot compute token entropies")
 
     @abc.abstractmethod
     async def load_weights(self, update: WeightsUpdate) -> LoadTimings:

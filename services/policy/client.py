@@ -94,10 +94,14 @@ class PolicyClient:
         """Chunks as they are sampled; the returned call also has `.cancel()`."""
         return self.stub.GenerateStream(self._request(prompts, model, sampling), timeout=self.timeout_s)
 
-    def score_tokens(self, sequences: Sequence[tuple[Sequence[int], int]]) -> policy_pb2.ScoreTokensResponse:
-        """Teacher-forced logprobs of `ids[prompt_length:]` for each (ids, prompt_length)."""
+    def score_tokens(
+        self, sequences: Sequence[tuple[Sequence[int], int]], entropies: bool = False
+    ) -> policy_pb2.ScoreTokensResponse:
+        """Teacher-forced logprobs of `ids[prompt_length:]` for each (ids, prompt_length); with
+        `entropies`, also the entropy of the full next-token distribution at each of them."""
         request = policy_pb2.ScoreTokensRequest(
-            sequences=[policy_pb2.ScoreSequence(token_ids=list(ids), prompt_length=start) for ids, start in sequences]
+            sequences=[policy_pb2.ScoreSequence(token_ids=list(ids), prompt_length=start) for ids, start in sequences],
+            return_entropies=entropies,
         )
         return self.stub.ScoreTokens(request, timeout=self.timeout_s)
 

@@ -14,13 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from outrider.config.policy import PolicyServiceConfig
-from outrider.serving import FailedPrecondition, ResourceExhausted, Unavailable
+from outrider.serving import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable, Unimplemented
 from outrider.services.policy import validation
 from outrider.services.policy.backend import (
     Backend,
     BackendDead,
     CompletionDelta,
     CompletionResult,
+    EntropiesUnsupported,
     LoadTimings,
     SamplingSpec,
     WeightsUpdate,
@@ -117,14 +118,30 @@ class PolicyCore:
                 finally:
                     await stream.aclose()
 
-    async def score(self, sequences: list[tuple[list[int], int]]) -> tuple[list[list[float]], int]:
+    async def score(
+        self, sequences: list[tuple[list[int], int]], entropies: bool = False
+    ) -> tuple[list[tuple[list[float], list[float]]], int]:
+        """(logprobs, entropies) per sequence (entropies empty unless asked for), and the version."""
         validation.check_prompt_count(len(sequences), self.limits, "sequences")
         for i, (ids, prompt_length) in enumerate(sequences):
             validation.check_score_sequence(ids, prompt_length, self.max_context, f"sequences[{i}]")
             self.renderer.check_ids(ids, f"sequences[{i}].token_ids")
+        limit = self.backend.entropy_token_limit
+        if entropies and limit is not None:
+            for i, (ids, _) in enumerate(sequences):
+                if len(ids) > limit:
+                    raise InvalidArgument(
+                        f"sequences[{i}].token_ids: {len(ids)} tokens exceed {limit}, the longest sequence the "
+                        f"{self.backend.name} backend scores with return_entropies (vllm.max_entropy_tokens)"
+                    )
         with self.admitted():
             async with self.gate.reading() as version:
-                return await self.backend.score(sequences), version
+                if not entropies:
+                    return [(logprobs, []) for logprobs in await self.backend.score(sequences)], version
+                try:
+                    return await self.backend.score_with_entropies(sequences), version
+                except EntropiesUnsupported as exc:
+                    raise Unimplemented(f"return_entropies: {exc}") from None
 
     def check_version(self, version: int) -> None:
         if version <= self.gate.version:

@@ -218,24 +218,29 @@ class HFBackend(Backend):
 
     async def score(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._score, sequences)
+        scored = await loop.run_in_executor(self._executor, self._score, sequences, False)
+        return [logprobs for logprobs, _ in scored]
+
+    async def score_with_entropies(self, sequences: list[tuple[list[int], int]]) -> list[tuple[list[float], list[float]]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._score, sequences, True)
 
     @torch.inference_mode()
-    def _score(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
+    def _score(self, sequences: list[tuple[list[int], int]], entropies: bool) -> list[tuple[list[float], list[float]]]:
         """Right-padded forward passes (padding after a sequence cannot change its causal
         logits), in groups of similar length whose rows x longest stays under score_batch_tokens."""
-        results: list[list[float]] = [[] for _ in sequences]
+        results: list[tuple[list[float], list[float]]] = [([], []) for _ in sequences]
         groups: list[list[int]] = [[]]
         for index in sorted(range(len(sequences)), key=lambda i: len(sequences[i][0])):
             if groups[-1] and (len(groups[-1]) + 1) * len(sequences[index][0]) > self.score_batch_tokens:
                 groups.append([])
             groups[-1].append(index)
         for group in groups:
-            for index, logprobs in zip(group, self._score_group([sequences[i] for i in group])):
-                results[index] = logprobs
+            for index, scored in zip(group, self._score_group([sequences[i] for i in group], entropies)):
+                results[index] = scored
         return results
 
-    def _score_group(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:
+    def _score_group(self, sequences: list[tuple[list[int], int]], entropies: bool) -> list[tuple[list[float], list[float]]]:
         width = max(len(ids) for ids, _ in sequences)
         ids = torch.zeros((len(sequences), width), dtype=torch.long)
         mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -249,7 +254,9 @@ class HFBackend(Backend):
             targets = torch.tensor(tokens[prompt_length:], dtype=torch.long, device=self.device)
             # position i holds the distribution of token i + 1
             window = logprobs[row, prompt_length - 1 : len(tokens) - 1]
-            scored.append(window.gather(-1, targets.unsqueeze(-1)).squeeze(-1).tolist())
+            chosen = window.gather(-1, targets.unsqueeze(-1)).squeeze(-1).tolist()
+            entropy = _entropy(window).tolist() if entropies else []
+            scored.append((chosen, entropy))
         return scored
 
     async def load_weights(self, update: WeightsUpdate) -> LoadTimings:
@@ -270,3 +277,9 @@ class HFBackend(Backend):
             # The schema check upstream makes this unreachable for well-formed models.
             raise RuntimeError(f"weights did not match the model: missing {missing}, unexpected {unexpected}")
         return LoadTimings(reload_seconds=time.perf_counter() - started)
+
+
+def _entropy(logprobs: torch.Tensor) -> torch.Tensor:
+    """H = −Σ_v p_v log p_v over the last (vocabulary) axis of log-probabilities; log p is
+    clamped to a finite floor so that a token of probability 0 adds 0, not NaN."""
+    return -(logprobs.exp() * logprobs.clamp_min(torch.finfo(logprobs.dtype).min)).sum(-1)

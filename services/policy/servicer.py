@@ -125,9 +125,10 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
 
     async def ScoreTokens(self, request, context) -> policy_pb2.ScoreTokensResponse:
         sequences = [(list(s.token_ids), s.prompt_length) for s in request.sequences]
-        scores, version = await self.core.score(sequences)
+        scores, version = await self.core.score(sequences, entropies=request.return_entropies)
         return policy_pb2.ScoreTokensResponse(
-            sequences=[policy_pb2.ScoredSequence(logprobs=s) for s in scores], policy_version=version
+            sequences=[policy_pb2.ScoredSequence(logprobs=logprobs, entropies=entropies) for logprobs, entropies in scores],
+            policy_version=version,
         )
 
     async def UpdateWeights(self, request_iterator, context) -> policy_pb2.UpdateWeightsResponse:
@@ -174,7 +175,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             model=self.core.model_name, backend=self.core.backend.name, policy_version=self.core.version,
             max_context_length=info.max_context, vocab_size=info.vocab_size, eos_token_ids=info.eos_token_ids,
             max_prompts=limits.max_prompts, max_n=limits.max_n, max_tokens=limits.max_tokens,
-            dtype=info.dtype, device=info.device,
+            dtype=info.dtype, device=info.device, max_entropy_tokens=self.core.backend.entropy_token_limit or 0,
         )
 
 

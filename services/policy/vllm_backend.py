@@ -8,7 +8,12 @@ top-k/top-p, the same quantity the HF backend and ScoreTokens return.
 ScoreTokens is served from the engine's own weights with `prompt_logprobs`
 (teacher-forced log-probabilities of every prompt token). The sequence's last
 token is scored through `logprob_token_ids` at the first sampling step, so a
-sequence of exactly `max_context` tokens fits the engine.
+sequence of exactly `max_context` tokens fits the engine. With entropies, the
+same request asks for the whole vocabulary at every position (`prompt_logprobs`
+and `logprobs` = -1, in vLLM's flat layout; the engine allows it through
+`max_logprobs=-1`): H = −Σ_v exp(l_v) l_v over those V log-probabilities. That
+moves V floats per position out of the engine, as Python objects: such requests
+are limited to `vllm.max_entropy_tokens` tokens and run one sequence at a time.
 
 Weights updates reload in place through vLLM's layerwise `reload_weights`
 (run in every worker by `vllm_worker.OutriderWorkerExtension`), then reset
@@ -73,6 +78,7 @@ class VLLMBackend(Backend):
         self.seed = seed
         self.options = options
         self.engine = None
+        self._entropy_lock: asyncio.Lock | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -101,6 +107,9 @@ class VLLMBackend(Backend):
             tensor_parallel_size=self.options.tensor_parallel_size,
             gpu_memory_utilization=self.options.gpu_memory_utilization,
             logprobs_mode="raw_logprobs",
+            # Full-vocabulary log-probabilities for ScoreTokens' entropies (requests that
+            # sample never ask for more than the chosen token's).
+            max_logprobs=-1,
             worker_extension_cls=WORKER_EXTENSION,
             disable_log_stats=True,
             **cpu_only,
@@ -227,6 +236,57 @@ class VLLMBackend(Backend):
         scores = [final.prompt_logprobs[i][ids[i]].logprob for i in range(prompt_length, len(ids) - 1)]
         scores.append(final.outputs[0].logprobs[0][ids[-1]].logprob)
         return scores
+
+    @property
+    def entropy_token_limit(self) -> int | None:
+        return self.options.max_entropy_tokens
+
+    async def score_with_entropies(self, sequences: list[tuple[list[int], int]]) -> list[tuple[list[float], list[float]]]:
+        # One sequence at a time, over all callers: each holds vocabulary x length Python
+        # objects until its entropies are summed, so their memory must not add up.
+        if self._entropy_lock is None:
+            self._entropy_lock = asyncio.Lock()
+        results = []
+        async with self._entropy_lock:
+            for ids, start in sequences:
+                results.append(await self._score_entropies_one(ids, start))
+        return results
+
+    async def _score_entropies_one(self, ids: list[int], prompt_length: int) -> tuple[list[float], list[float]]:
+        import numpy as np
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        if prompt_length == len(ids):
+            return [], []
+        params = SamplingParams(
+            max_tokens=1, temperature=0.0, prompt_logprobs=-1, logprobs=-1, flat_logprobs=True,
+            output_kind=RequestOutputKind.FINAL_ONLY, detokenize=False,
+        )
+        final = None
+        async for output in self._run(ids[:-1], params):
+            final = output
+        assert final is not None and final.prompt_logprobs is not None
+        vocab = self.vocab_size
+        logprobs, entropies = [], []
+
+        def position(flat, index: int, token: int) -> None:
+            # Flat layout per position: the given (or sampled) token first, then all V tokens by rank.
+            start, end = flat.start_indices[index], flat.end_indices[index]
+            if end - start != vocab + 1:
+                raise RuntimeError(f"vLLM returned {end - start - 1} log-probabilities at a position, expected the vocabulary's {vocab}")
+            values = np.asarray(flat.logprobs[start + 1 : end], dtype=np.float64)
+            entropies.append(float(-(np.exp(values) * np.maximum(values, np.finfo(np.float64).min)).sum()))
+            if flat.token_ids[start] == token:
+                logprobs.append(flat.logprobs[start])
+            else:  # the sampled (greedy) token is not the one scored: find it among all V
+                logprobs.append(flat.logprobs[start + 1 + flat.token_ids[start + 1 : end].index(token)])
+
+        # prompt_logprobs[i] is the distribution at position i given ids[:i] (empty for i = 0).
+        for i in range(prompt_length, len(ids) - 1):
+            position(final.prompt_logprobs, i, ids[i])
+        position(final.outputs[0].logprobs, 0, ids[-1])
+        return logprobs, entropies
 
     async def load_weights(self, update: WeightsUpdate) -> LoadTimings:
         from vllm.v1.engine.exceptions import EngineDeadError

@@ -156,16 +156,20 @@ class ScoreSequence(_message.Message):
     def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., prompt_length: _Optional[int] = ...) -> None: ...
 
 class ScoreTokensRequest(_message.Message):
-    __slots__ = ("sequences",)
+    __slots__ = ("sequences", "return_entropies")
     SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    RETURN_ENTROPIES_FIELD_NUMBER: _ClassVar[int]
     sequences: _containers.RepeatedCompositeFieldContainer[ScoreSequence]
-    def __init__(self, sequences: _Optional[_Iterable[_Union[ScoreSequence, _Mapping]]] = ...) -> None: ...
+    return_entropies: bool
+    def __init__(self, sequences: _Optional[_Iterable[_Union[ScoreSequence, _Mapping]]] = ..., return_entropies: _Optional[bool] = ...) -> None: ...
 
 class ScoredSequence(_message.Message):
-    __slots__ = ("logprobs",)
+    __slots__ = ("logprobs", "entropies")
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    ENTROPIES_FIELD_NUMBER: _ClassVar[int]
     logprobs: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, logprobs: _Optional[_Iterable[float]] = ...) -> None: ...
+    entropies: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, logprobs: _Optional[_Iterable[float]] = ..., entropies: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ScoreTokensResponse(_message.Message):
     __slots__ = ("sequences", "policy_version")
@@ -220,7 +224,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PolicyInfo(_message.Message):
-    __slots__ = ("model", "backend", "policy_version", "max_context_length", "vocab_size", "eos_token_ids", "max_prompts", "max_n", "max_tokens", "dtype", "device")
+    __slots__ = ("model", "backend", "policy_version", "max_context_length", "vocab_size", "eos_token_ids", "max_prompts", "max_n", "max_tokens", "dtype", "device", "max_entropy_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +236,7 @@ class PolicyInfo(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENTROPY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     backend: str
     policy_version: int
@@ -243,4 +248,5 @@ class PolicyInfo(_message.Message):
     max_tokens: int
     dtype: str
     device: str
-    def __init__(self, model: _Optional[str] = ..., backend: _Optional[str] = ..., policy_version: _Optional[int] = ..., max_context_length: _Optional[int] = ..., vocab_size: _Optional[int] = ..., eos_token_ids: _Optional[_Iterable[int]] = ..., max_prompts: _Optional[int] = ..., max_n: _Optional[int] = ..., max_tokens: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    max_entropy_tokens: int
+    def __init__(self, model: _Optional[str] = ..., backend: _Optional[str] = ..., policy_version: _Optional[int] = ..., max_context_length: _Optional[int] = ..., vocab_size: _Optional[int] = ..., eos_token_ids: _Optional[_Iterable[int]] = ..., max_prompts: _Optional[int] = ..., max_n: _Optional[int] = ..., max_tokens: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., max_entropy_tokens: _Optional[int] = ...) -> None: ...

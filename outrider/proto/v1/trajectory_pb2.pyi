@@ -1,11 +1,25 @@
 from outrider.proto.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class InfraFailure(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INFRA_FAILURE_NONE: _ClassVar[InfraFailure]
+    INFRA_FAILURE_ENV_ERROR: _ClassVar[InfraFailure]
+    INFRA_FAILURE_ENV_UNAVAILABLE: _ClassVar[InfraFailure]
+    INFRA_FAILURE_POLICY_TIMEOUT: _ClassVar[InfraFailure]
+    INFRA_FAILURE_REWARD_ERROR: _ClassVar[InfraFailure]
+INFRA_FAILURE_NONE: InfraFailure
+INFRA_FAILURE_ENV_ERROR: InfraFailure
+INFRA_FAILURE_ENV_UNAVAILABLE: InfraFailure
+INFRA_FAILURE_POLICY_TIMEOUT: InfraFailure
+INFRA_FAILURE_REWARD_ERROR: InfraFailure
 
 class Turn(_message.Message):
     __slots__ = ("start", "completion_length", "observation_length", "policy_version", "env_reward", "finish_reason")
@@ -34,7 +48,7 @@ class StepReward(_message.Message):
     def __init__(self, token_index: _Optional[int] = ..., score: _Optional[float] = ..., reward: _Optional[float] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "prompt_length", "token_ids", "logprobs", "loss_mask", "turns", "outcome_reward", "step_rewards", "truncated", "solved", "status")
+    __slots__ = ("trajectory_id", "prompt_length", "token_ids", "logprobs", "loss_mask", "turns", "outcome_reward", "step_rewards", "truncated", "solved", "status", "infra_failure")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +60,7 @@ class Trajectory(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     SOLVED_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    INFRA_FAILURE_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     prompt_length: int
     token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -57,7 +72,8 @@ class Trajectory(_message.Message):
     truncated: bool
     solved: bool
     status: _common_pb2.ItemStatus
-    def __init__(self, trajectory_id: _Optional[str] = ..., prompt_length: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[bool]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., outcome_reward: _Optional[float] = ..., step_rewards: _Optional[_Iterable[_Union[StepReward, _Mapping]]] = ..., truncated: _Optional[bool] = ..., solved: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ...) -> None: ...
+    infra_failure: InfraFailure
+    def __init__(self, trajectory_id: _Optional[str] = ..., prompt_length: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[bool]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., outcome_reward: _Optional[float] = ..., step_rewards: _Optional[_Iterable[_Union[StepReward, _Mapping]]] = ..., truncated: _Optional[bool] = ..., solved: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., infra_failure: _Optional[_Union[InfraFailure, str]] = ...) -> None: ...
 
 class TrajectoryGroup(_message.Message):
     __slots__ = ("group_id", "env", "task_id", "trajectories", "policy_version", "created_unix", "producer")

@@ -6,7 +6,8 @@ Objectives, with z = the scalar head's logit read at a step's separator token:
   L = −[y log σ(z) + (1 − y) log(1 − σ(z))], averaged over the steps of a batch;
 * bradley-terry: for a preference pair read at the last step of each solution,
   L = −log σ(z_chosen − z_rejected) (Bradley & Terry 1952; the reward-model
-  loss of Ouyang et al. 2022).
+  loss of Ouyang et al. 2022), the `bradley_terry` entry of the learner's
+  preference-loss registry.
 
 The model is any decoder-only `AutoModelForSequenceClassification` with one
 label; `tiny_scorer` builds a small randomly initialised Llama with a byte
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from outrider.learner.algos.preference import PREFERENCE_LOSSES, PreferenceInputs
 from outrider.services.reward.prm.dataset import PairRecord, StepsRecord, as_conversation
 from outrider.services.reward.prm.encoding import DEFAULT_SEPARATOR, EncodedSteps, encode_steps
 from outrider.services.reward.prm.scalar_head import PRM_META_FILE, pad_batch, position_logits
@@ -183,7 +185,7 @@ def _train(model, tokenizer, data, settings: TrainSettings, on_log, log_every: i
             read = _batch_logits(model, [c for c, _ in batch] + [r for _, r in batch], pad_id, device)
             chosen = torch.stack([z[-1] for z in read[: len(batch)]])
             rejected = torch.stack([z[-1] for z in read[len(batch) :]])
-            loss = -F.logsigmoid(chosen - rejected).mean()
+            loss = PREFERENCE_LOSSES.get("bradley_terry")(PreferenceInputs(chosen, rejected)).loss.mean()
         else:
             read = _batch_logits(model, [e for e, _ in batch], pad_id, device)
             labels = torch.tensor([y for _, ys in batch for y in ys], dtype=torch.float32, device=device)

@@ -72,7 +72,9 @@ def test_skipping_the_redundant_scoring_pass_gives_the_same_update(name):
     assert difference / norm < 1e-6, float(difference / norm)
     for key in ("actor/loss", "entropy", "actor/entropy", "actor/ratio_mean"):
         if key in separate_metrics:
-            assert fused_metrics[key] == pytest.approx(separate_metrics[key], abs=1e-6), key
+            # float32 metrics: the entropy (≈ 8.3 nats here) differs in its last ulp or so
+            # between the two summation orders, so relative to 1e-6 (≈ 8 ulps), not absolute.
+            assert fused_metrics[key] == pytest.approx(separate_metrics[key], rel=1e-6, abs=1e-7), key
     if "kl_ref" in separate_metrics:
         assert fused_metrics["kl_ref"] == pytest.approx(separate_metrics["kl_ref"], abs=1e-7)
 

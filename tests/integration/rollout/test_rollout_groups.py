@@ -149,3 +149,47 @@ def test_rpc_counts_are_the_calls_a_group_makes(services):
     assert [n for _, _, n in player.generations] == [4, 4, 4]
     assert all(a <= b for a, b, _ in player.generations)
     assert all(b1 <= a2 for (_, b1, _), (a2, _, _) in zip(player.generations, player.generations[1:]))
+
+
+class _SessionLost:
+    """The real env client, except that the first session is closed on the service just
+    before its first Step (as after an env-service restart): that Step really fails."""
+
+    def __init__(self, env):
+        self.env = env
+        self.lost: str | None = None
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def create_session(self, *args, **kwargs):
+        reply = self.env.create_session(*args, **kwargs)
+        self.lost = self.lost or reply.session_id
+        return reply
+
+    def step(self, session_id, *args, **kwargs):
+        if session_id == self.lost:
+            self.env.close_session(session_id)
+        return self.env.step(session_id, *args, **kwargs)
+
+
+def test_an_episode_cut_short_by_the_env_service_travels_flagged(services):
+    from outrider.learner.batch import build_batch
+    from outrider.proto.v1.common_pb2 import ItemStatus
+    from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_ENV_UNAVAILABLE, INFRA_FAILURE_NONE
+
+    policy, env = services
+    rollout = parse_config({"rollout": {"group_size": 4, "sampling": {"max_tokens": 16}}}).rollout
+    player = GroupPlayer(policy, _SessionLost(env), rollout)
+    task = env.list_tasks("math", split="train", limit=1, include_reference=True)[0]
+    episodes = player.play(task)
+    assign_rewards(task, episodes, rollout.reward)
+    result = build_group(task, "rollout-lost-session", episodes)
+    failed, *others = result.group.trajectories
+    assert failed.infra_failure == INFRA_FAILURE_ENV_UNAVAILABLE and failed.status.code == ItemStatus.ERROR
+    assert failed.status.message.startswith("Step: NOT_FOUND") and len(result.errors) == 1
+    # Its one sampled turn is on record: the loss mask is exactly that completion.
+    (turn,) = failed.turns
+    assert sum(failed.loss_mask) == turn.completion_length > 0
+    assert all(t.infra_failure == INFRA_FAILURE_NONE and t.status.code == ItemStatus.OK for t in others) and len(others) == 3
+    assert build_batch([result.group]).valid.tolist() == [False, True, True, True]

@@ -62,6 +62,7 @@ def test_every_entry_runs_through_the_uniform_signatures(dtype):
             logprobs, batch["old_logprobs"], adv.advantages, batch["mask"],
             entropy=A.entropy_from_logits(batch["logits"], chunk_size=7).to(dtype),
             rollout_logprobs=batch["rollout_logprobs"], generator=torch.Generator().manual_seed(0),
+            penalty_coef=0.1,  # what the learner's penalty controller passes (read by ppo_kl only)
         )
         metrics = {}
         for transform in A.LOSS_TRANSFORMS:  # all of them, in registry order

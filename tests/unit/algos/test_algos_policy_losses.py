@@ -80,10 +80,11 @@ def random_inputs(seed, b=4, t=7, ratio_one=True, **extra):
     adv = torch.randn(b, t, generator=gen, dtype=F64)
     mask = torch.rand(b, t, generator=gen) > 0.3
     mask[:, 0] = True
-    return PolicyLossInputs(logp, old, adv, mask, **extra)
+    # penalty_coef: ppo_kl's β (the learner passes its controller's value; other losses ignore it).
+    return PolicyLossInputs(logp, old, adv, mask, **{"penalty_coef": 0.5, **extra})
 
 
-@pytest.mark.parametrize("name", ["ppo_clip", "dual_clip", "clip_higher", "gspo", "cispo", "pg", "kl_cov"])
+@pytest.mark.parametrize("name", ["ppo_clip", "dual_clip", "clip_higher", "gspo", "cispo", "pg", "kl_cov", "ppo_kl"])
 @pytest.mark.parametrize("seed", range(3))
 def test_gradient_at_ratio_one_equals_reinforce(name, seed):
     # At π_θ = π_old every ratio is 1, nothing is clipped, and the gradient of each surrogate

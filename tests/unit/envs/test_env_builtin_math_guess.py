@@ -92,7 +92,21 @@ def test_math_difficulty_param_selects_levels():
     assert {t.difficulty for t in mixed} == {1.0, 2.0}
 
 
-@pytest.mark.parametrize("params", [{"difficulty": "7"}, {"difficulty": "hard"}, {"num_train": "0"}, {"num_test": "x"}])
+def test_math_max_operand_bounds_the_level_0_sums_and_keeps_the_splits_disjoint():
+    env = MathEnv({"difficulty": "0", "max_operand": "12"})
+    operands = set()
+    for task in env.tasks("train") + env.tasks("test"):
+        a, b = (int(x) for x in task.preview.removeprefix("What is ").removesuffix("?").split(" + "))
+        assert 1 <= a <= 12 and 1 <= b <= 12 and int(task.reference) == a + b
+        operands |= {a, b}
+    assert operands == set(range(1, 13))  # 1000 draws from 144 problems reach every operand
+    train, test = ({t.preview for t in env.tasks(split)} for split in ("train", "test"))
+    assert train and test and not train & test
+
+
+@pytest.mark.parametrize(
+    "params", [{"difficulty": "7"}, {"difficulty": "hard"}, {"num_train": "0"}, {"num_test": "x"}, {"max_operand": "1"}]
+)
 def test_math_bad_params_are_rejected_with_the_param_named(params):
     with pytest.raises(ParamError, match=f"params.{next(iter(params))}"):
         MathEnv(params)

@@ -81,3 +81,15 @@ def test_log_histogram_edges_span_the_values_exactly():
     np.testing.assert_allclose(h["edges"], [1.0, 10.0, 100.0], rtol=1e-12)
     assert h["edges"][0] == 1.0 and h["edges"][-1] == 100.0
     assert h["counts"] == {"a": [2, 2], "b": [1, 0]}
+
+
+def test_a_histogram_of_one_repeated_value_has_increasing_edges_around_it():
+    # A single correct solution gives one perplexity: log bins span log(v) ± 0.5.
+    for log in (True, False):
+        result = stats.histogram({"base": np.array([3.0, 3.0])}, bins=4, log=log)
+        edges = np.array(result["edges"])
+        assert np.all(np.diff(edges) > 0)
+        assert edges[0] < 3.0 < edges[-1]
+        assert sum(result["counts"]["base"]) == 2
+    edges = stats.histogram({"base": np.array([3.0])}, bins=2, log=True)["edges"]
+    assert edges == pytest.approx([3.0 * np.exp(-0.5), 3.0, 3.0 * np.exp(0.5)])
