@@ -151,7 +151,8 @@ class Rollouts:
             log.error("group %s: only %d episodes succeeded; not sent", group_id, len(valid))
         else:
             summary["sent"] = self.sender.send(group)
-            if self.curriculum is not None:
+            # A group sent before (a retried or replayed task) was reported then.
+            if self.curriculum is not None and summary["sent"]:
                 self.curriculum.report(task.env, task.id, summary["rewards"], group.policy_version)
         summary["finished_unix"] = round(time.time(), 3)
         summary["rpcs"] = dict(self.rpcs)

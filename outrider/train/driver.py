@@ -47,6 +47,7 @@ class Dispatcher:
         # produced to a stream no one will read from its start.
         self.bus = RedisReceiver(self.redis, run.bus, name="dispatcher-audit")
         self.pending: dict[str, object] = {}
+        self.args: dict[str, list] = {}  # group id → its Celery task's arguments, while in play
         self.stats = RolloutStats()
         self.log_path = Path(run_dir) / "rollouts.jsonl"
         learner = run.learner
@@ -70,8 +71,23 @@ class Dispatcher:
         for task in tasks:
             group_id = self._next_group_id()
             seed = int(group_id.rsplit("g", 1)[1])
-            self.pending[group_id] = self.app.send_task(TASK_NAME, args=[encode_task(task), group_id, seed])
+            self.args[group_id] = [encode_task(task), group_id, seed]
+            self.pending[group_id] = self.app.send_task(TASK_NAME, args=self.args[group_id])
             self.stats.dispatched += 1
+
+    def replay_in_play(self) -> int:
+        """Send every group in play again, under the same id and seed.
+
+        For after a rollout worker died: Celery gives back a task that a SIGKILLed
+        threads-pool worker held only after the visibility timeout (twice the task time
+        limit), and until then the group would count as in play — an on-demand learner
+        would wait for it. The bus drops whichever copy arrives second, so nothing is
+        trained twice; a group that was still playing on a live worker is played twice."""
+        for group_id, result in list(self.pending.items()):
+            result.forget()
+            self.pending[group_id] = self.app.send_task(TASK_NAME, args=self.args[group_id])
+        log.warning("a rollout worker died: %d groups in play sent again", len(self.pending))
+        return len(self.pending)
 
     def _wanted(self, bus: BusStats) -> int:
         """Groups to dispatch now.
@@ -91,6 +107,7 @@ class Dispatcher:
         with open(self.log_path, "a") as out:
             for gid in done:
                 result = self.pending.pop(gid)
+                self.args.pop(gid, None)
                 self.stats.finished += 1
                 if result.successful():
                     summary = result.result
@@ -118,6 +135,7 @@ class Dispatcher:
         except (redis.RedisError, OSError) as exc:
             log.info("could not revoke pending rollouts: %s", exc)
         self.pending.clear()
+        self.args.clear()
 
 
 def dispatch_mode(run: RunConfig) -> str:

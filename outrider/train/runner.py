@@ -65,6 +65,7 @@ class TrainRun:
         self.stack: LocalStack | None = None
         self.children: list[processes.Supervised] = []
         self._stop = False
+        self.dispatcher: Dispatcher | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -150,7 +151,7 @@ class TrainRun:
             self.children.append(learner)
             for child in self.children:
                 child.start()
-        dispatcher = Dispatcher(run, curriculum, self.run_dir)
+        dispatcher = self.dispatcher = Dispatcher(run, curriculum, self.run_dir)
         progress = Progress(run, self.run_dir, dispatcher)
         while not self._stop:
             if self.stack is not None:
@@ -194,6 +195,8 @@ class TrainRun:
                 return True
             if not processes.restart(child, "--resume" if child.name == "learner" else None):
                 raise TrainError(f"{child.describe_exit()}; restart budget spent")
+            if child.name != "learner" and self.dispatcher is not None:
+                self.dispatcher.replay_in_play()
         return False
 
     def _teardown(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.e2e import run_metrics, toy_run_config, train_process
+from testkit.e2e import descendants, run_metrics, toy_run_config, train_process
 
 pytestmark = pytest.mark.slow
 
@@ -32,26 +32,6 @@ def _finish(process, timeout: float = 600) -> str:
         output, _ = process.communicate()
         raise AssertionError(f"`outrider train` did not finish in {timeout} s:\n{output[-5000:]}") from None
     return output
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (children, grandchildren, ...)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    found, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == current]
-        found += children
-        frontier += children
-    return found
 
 
 def _cmdline(pid: int) -> str:
@@ -122,10 +102,10 @@ def test_killed_worker_and_learner_lose_nothing_and_train_nothing_twice(tmp_path
     run_dir = tmp_path / "runs" / "faults"
     try:
         _wait_step(run_dir, 2, process)
-        worker = next(p for p in _descendants(process.pid) if "celery" in _cmdline(p) and "rollout0@" in _cmdline(p))
+        worker = next(p for p in descendants(process.pid) if "celery" in _cmdline(p) and "rollout0@" in _cmdline(p))
         os.kill(worker, signal.SIGKILL)
         _wait_step(run_dir, 5, process)
-        learner = next(p for p in _descendants(process.pid) if "torch.distributed.run" in _cmdline(p))
+        learner = next(p for p in descendants(process.pid) if "torch.distributed.run" in _cmdline(p))
         os.killpg(learner, signal.SIGKILL)  # torchrun and its rank
         output = _finish(process)
     finally:
@@ -180,7 +160,7 @@ def test_a_dying_service_is_named_and_the_run_stops_without_orphans(tmp_path):
     run_dir = tmp_path / "runs" / "dies"
     try:
         _wait_step(run_dir, 1, process)
-        everything = _descendants(process.pid)
+        everything = descendants(process.pid)
         env_service = next(p for p in everything if "outrider.services.env.main" in _cmdline(p))
         os.kill(env_service, signal.SIGKILL)
         output = _finish(process, timeout=120)

@@ -156,3 +156,18 @@ def checkpoint_state(run_dir: Path) -> dict:
     root = run_dir / "checkpoints"
     tag = (root / "LATEST").read_text().strip()
     return json.loads((root / "state" / f"{tag}.json").read_text())
+
+
+def straight_and_interrupted(redis_url: str, tmp_path: Path, learner: dict, tag: str = "") -> tuple[dict, dict]:
+    """The same 4 learner steps twice — straight through, and stopped after step 2 then
+    resumed — on fresh buses; each run's metrics by step."""
+    results = {}
+    for name, stops in {"straight": [4], "interrupted": [2, 4]}.items():
+        prefix = f"{tag}{name}-{time.monotonic_ns()}"
+        produce_groups(redis_url, prefix, learnable_groups(8, prefix=name))
+        run_dir = tmp_path / name
+        config = write_run_config(tmp_path / f"{name}.yaml", run_dir, redis_url, prefix, learner)
+        for index, stop in enumerate(stops):
+            finish(learn_process(config, "--max-steps", str(stop), *(["--resume"] if index else [])))
+        results[name] = {m["step"]: m for m in metrics(run_dir)}
+    return results["straight"], results["interrupted"]

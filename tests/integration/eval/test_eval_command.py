@@ -29,7 +29,7 @@ import yaml
 from outrider.eval.analysis import SECTIONS
 from outrider.eval.report import PLOTS
 from outrider.models import resolve_model
-from testkit.e2e import TESTS_DIR
+from testkit.e2e import TESTS_DIR, descendants
 from testkit.policy import perturbed_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -69,23 +69,6 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _descendants(pid: int) -> list[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == current]
-        found += children
-        frontier += children
-    return found
-
-
 def _wait_gone(pids: list[int], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -112,7 +95,7 @@ def evaluated(tmp_path_factory):
         assert first.poll() is None, first.stdout.read()[-4000:]
         assert time.monotonic() < deadline, "no task stored within 300 s"
         time.sleep(0.05)
-    everything = _descendants(first.pid)
+    everything = descendants(first.pid)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     _wait_gone(everything)

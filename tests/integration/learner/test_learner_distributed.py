@@ -16,6 +16,7 @@ from testkit.learner import (
     learnable_groups,
     metrics,
     produce_groups,
+    straight_and_interrupted,
     wait_for_step,
     write_run_config,
 )
@@ -93,15 +94,7 @@ def test_resume_continues_bit_for_bit(any_redis_url, tmp_path):
         "algorithm": {"epochs": 2, "policy_loss": {"name": "clip_cov"}},
         "optimizer": {"lr": 1e-3, "warmup_steps": 3},
     }
-    results = {}
-    for name, stops in {"straight": [4], "interrupted": [2, 4]}.items():
-        prefix = f"{name}-{time.monotonic_ns()}"
-        produce_groups(any_redis_url, prefix, learnable_groups(8, prefix=name))
-        run_dir = tmp_path / name
-        config = write_run_config(tmp_path / f"{name}.yaml", run_dir, any_redis_url, prefix, learner)
-        for index, stop in enumerate(stops):
-            finish(learn_process(config, "--max-steps", str(stop), *(["--resume"] if index else [])))
-        results[name] = {m["step"]: m for m in metrics(run_dir)}
+    straight, interrupted = straight_and_interrupted(any_redis_url, tmp_path, learner)
     for step in (3, 4):
         for key in ("actor/loss_epoch0", "actor/loss_epoch1", "actor/grad_norm"):
-            assert results["interrupted"][step][key] == results["straight"][step][key], (step, key)
+            assert interrupted[step][key] == straight[step][key], (step, key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from outrider.learner.models import load_actor
 from outrider.learner.step import Models, StepPlan, learner_step
 from outrider.proto.v1.common_pb2 import ItemStatus
 from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_ENV_ERROR, Trajectory
-from testkit.learner import finish, learn_process, learnable_groups, metrics, produce_groups, write_run_config
+from testkit.learner import learnable_groups, straight_and_interrupted
 
 pytestmark = pytest.mark.slow
 
@@ -76,16 +75,7 @@ def test_ppo_kl_coefficient_survives_a_restart(any_redis_url, tmp_path):
         "algorithm": {"epochs": 2, "policy_loss": {"name": "ppo_kl", "params": {"target_kl": 1e-9}}},
         "optimizer": {"lr": 1e-2},
     }
-    results = {}
-    for name, stops in {"straight": [4], "interrupted": [2, 4]}.items():
-        prefix = f"ppokl-{name}-{time.monotonic_ns()}"
-        produce_groups(any_redis_url, prefix, learnable_groups(8, prefix=name))
-        run_dir = tmp_path / name
-        config = write_run_config(tmp_path / f"{name}.yaml", run_dir, any_redis_url, prefix, learner)
-        for index, stop in enumerate(stops):
-            finish(learn_process(config, "--max-steps", str(stop), *(["--resume"] if index else [])))
-        results[name] = {m["step"]: m for m in metrics(run_dir)}
-    straight, interrupted = results["straight"], results["interrupted"]
+    straight, interrupted = straight_and_interrupted(any_redis_url, tmp_path, learner, tag="ppokl-")
     assert [straight[s]["actor/penalty_coef"] for s in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
     for step in (3, 4):
         assert interrupted[step]["actor/penalty_coef"] == straight[step]["actor/penalty_coef"]
