@@ -252,8 +252,8 @@ class Sandbox(ABC):
             return self._execute(workspace, argv, limits)
 
     def _execute(self, workspace, argv: list[str], limits: Limits) -> RunResult:
-        """Run `argv` with `workspace.path` as the working directory."""
-        raise NotImplementedError
+        """Run `argv` with `workspace.path` as the working directory (each backend's own)."""
+        raise NotImplementedError(f"{type(self).__name__} must define _execute or override _run")
 
 
 def find_binary(name: str) -> str | None:

@@ -335,7 +335,8 @@ class PenaltyParams(Params):
     """
 
     def make_controller(self) -> KLController:
-        raise NotImplementedError
+        """The controller of this loss's coefficient (every subclass says how it starts and adapts)."""
+        raise NotImplementedError(f"{type(self).__name__} must define make_controller")
 
 
 @dataclass(frozen=True)
