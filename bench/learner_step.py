@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/learner_step.py [--model smollm2-135m-instruct] [--groups 8] [--group-size 8]
         [--prompt 45] [--mean-completion 42] [--max-completion 128] [--repeats 3] [--threads N]
-        [--variants baseline,optimised]
+        [--variants prefix,packed]
 
 Builds `groups × group_size` trajectories shaped like the vs-TRL workload (one shared
 prompt per group, completion lengths drawn around a mean, 0/1 rewards with a mixed
@@ -14,8 +14,11 @@ entropies before any update; skipped where it is redundant) and of the update
 Variants, run one after the other on the same batch and the same fresh weights:
   baseline   the learner as of 2026-11-21: a separate scoring pass, every prompt
              recomputed for each of its rows, logits at every position;
-  optimised  the defaults: no redundant scoring pass, each prompt once, LM head only
-             at trained targets (outrider.learner.forward).
+  prefix     no redundant scoring pass, each prompt once, LM head only at trained
+             targets (outrider.learner.forward), suffixes right-padded and micro-batches
+             cut by padded size (the defaults of 2026-12-01 until the next variant);
+  packed     the defaults: as prefix, and the suffix pass on real tokens only, with
+             micro-batches cut by real tokens (outrider.learner.forward, "Packed suffix").
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def build_groups(args: argparse.Namespace, vocab: int):
     return groups
 
 
+VARIANTS = ("baseline", "prefix", "packed")
+"""baseline: the learner of 2026-11-21; prefix: each prompt once, no scoring pass (2026-12-01,
+morning), padded suffixes; packed: also the suffixes without padding (the default since)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -67,7 +75,7 @@ def main() -> None:
     parser.add_argument("--micro-batch-tokens", type=int, default=4096)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--variants", default="baseline,optimised")
+    parser.add_argument("--variants", default="prefix,packed", help=f"comma-separated: {', '.join(VARIANTS)}")
     args = parser.parse_args()
 
     import torch
@@ -100,9 +108,17 @@ def main() -> None:
     algos = Algorithms.from_config(cfg.algorithm)
     batch = None
     table = []
+    import outrider.learner.forward as forward_module
+
+    packs, packs_step = forward_module.supports_packed_suffix, step_module.packs_without_padding
     for variant in args.variants.split(","):
+        if variant not in VARIANTS:
+            raise SystemExit(f"--variants: unknown {variant!r}; valid: {', '.join(VARIANTS)}")
         baseline = variant == "baseline"
         step_module.token_logprobs = partial(token_logprobs, shared_prefix=not baseline)
+        packed = variant == "packed"
+        forward_module.supports_packed_suffix = packs if packed else (lambda *_: False)
+        step_module.packs_without_padding = packs_step if packed else (lambda *_: False)
         torch.manual_seed(0)
         actor = trainable_engine(load_actor(cfg.model), cfg.engine, cfg.optimizer)
         if batch is None:
@@ -133,7 +149,7 @@ def main() -> None:
     for variant, m in table:
         print(f"| {variant} | {m['seconds']:.2f} | {m['score_seconds']:.2f} | {m['update_seconds']:.2f} "
               f"| {tokens / m['seconds']:.0f} | {trained / m['seconds']:.0f} |")
-    if len(table) == 2:
+    if len(table) >= 2:
         print(f"\nspeed-up {table[0][0]} / {table[1][0]}: {table[0][1]['seconds'] / table[1][1]['seconds']:.2f}x")
     shutdown_distributed()
 

@@ -7,8 +7,9 @@ bench puts bench/ on PYTHONPATH (the service is a child process of
 `Workload.problems()`, row NNNNN of the TRL side's dataset: the prompt text
 and the reward come from bench/vs_trl_workload.py and nowhere else.
 
-Params (strings, as every EnvSpec param): `num_prompts`, `seed` — the
-prompt set's size and seed, as in `Workload`.
+Params (strings, as every EnvSpec param): `num_prompts`, `seed`,
+`operand_limit`, `test_prompts` — as in `Workload`. The test split is
+`Workload.test_problems()` (held out: bench/time_to_quality.py evaluates on it).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import vs_trl_workload as workload
 
 NAME = "vs-trl-sum"
 ENTRY_POINT = "vs_trl_env:SumEnv"
-TEST_PROMPTS = 16
-"""The test split (unused by the bench, whose evaluation is off) is a disjoint seed's first problems."""
 
 
 def env_spec(work: workload.Workload) -> dict:
@@ -32,19 +31,22 @@ def env_spec(work: workload.Workload) -> dict:
         "python": {"entry_point": ENTRY_POINT},
         "max_turns": 1,
         "reward": {"max_reward": 1.0},
-        "params": {"num_prompts": str(work.num_prompts), "seed": str(work.seed)},
+        "params": {"num_prompts": str(work.num_prompts), "seed": str(work.seed),
+                   "operand_limit": str(work.operand_limit), "test_prompts": str(work.test_prompts)},
     }
 
 
 class SumEnv(Environment):
     def __init__(self, params=None, context=None):
         super().__init__(params, context)
-        count = param(self.params, "num_prompts", 1024, int)
-        seed = param(self.params, "seed", 0, int)
-        self.splits = {
-            "train": workload.problems(count, seed),
-            "test": workload.problems(TEST_PROMPTS, seed + 1_000_003),
-        }
+        work = workload.Workload(
+            model="",
+            num_prompts=param(self.params, "num_prompts", 1024, int),
+            seed=param(self.params, "seed", 0, int),
+            operand_limit=param(self.params, "operand_limit", workload.OPERAND_LIMIT, int),
+            test_prompts=param(self.params, "test_prompts", 16, int),
+        )
+        self.splits = {"train": work.problems(), "test": work.test_problems()}
         self.problem: workload.Problem | None = None
 
     def tasks(self, split: str) -> list[Task]:

@@ -1,6 +1,7 @@
 """The TRL side of bench/vs_trl.py: TRL 1.16's GRPOTrainer on the shared workload, timed per step.
 
     <trl-venv>/bin/python bench/vs_trl_trl.py --workload JSON --model-path DIR --steps N --warmup W --out FILE
+    <trl-venv>/bin/python bench/vs_trl_trl.py --workload JSON --model-path DIR --budget-s S --clock-start T --save-dir D --out FILE
 
 Runs in TRL's own venv (bench/vs_trl_venv.py), so nothing of Outrider is
 imported. Everything the two systems must share comes from
@@ -193,15 +194,13 @@ def versions() -> dict:
     return found
 
 
-def run(work: workload.Workload, model_path: str, steps: int, warmup: int, out: Path) -> dict:
-    """Train `warmup + steps` optimizer steps with GRPOTrainer; write and return the per-step records."""
-    import torch
+def make_trainer(work: workload.Workload, model_path: str, settings: dict):
+    """GRPOTrainer on the workload's dataset and reward with these GRPOConfig arguments."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     if work.samples_per_step % TRL_MICRO_BATCH:
         raise ValueError(f"{work.samples_per_step} samples per step: must be a multiple of TRL's micro-batch of {TRL_MICRO_BATCH}")
-    settings = grpo_settings(work, warmup + steps, str(out.parent / "trl-output"))
     config = GRPOConfig(**settings)
     trainer = GRPOTrainer(
         model=model_path,
@@ -209,6 +208,77 @@ def run(work: workload.Workload, model_path: str, steps: int, warmup: int, out: 
         args=config,
         train_dataset=Dataset.from_list(dataset_rows(work)),
     )
+    return trainer, config
+
+
+class BudgetCallback:
+    """bench/time_to_quality.py: after every optimizer step, save the model as an HF folder
+    (save_dir/step-N, weights only; the time spent saving is taken off the clock) and
+    stop once the clock, which started at the bench's launch of this process
+    (`clock_start`, epoch seconds), has passed `budget_s`."""
+
+    def __init__(self, save_dir: Path, budget_s: float, clock_start: float) -> None:
+        self.save_dir, self.budget_s, self.clock_start = save_dir, budget_s, clock_start
+        self.paused_s = 0.0
+        self.checkpoints: list[dict] = []
+
+    def elapsed(self) -> float:
+        return time.time() - self.clock_start - self.paused_s
+
+    def callback(self, trainer):
+        from transformers import TrainerCallback
+
+        budget = self
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                budget.train_began_s = budget.elapsed()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                elapsed = budget.elapsed()
+                started = time.time()
+                folder = budget.save_dir / f"step-{state.global_step}"
+                trainer.model.save_pretrained(folder, safe_serialization=True)
+                budget.paused_s += time.time() - started
+                budget.checkpoints.append({"step": state.global_step, "elapsed_s": elapsed, "path": str(folder)})
+                print(f"[trl] step {state.global_step} done at {elapsed / 60:.2f} min (saved to {folder})", flush=True)
+                if elapsed >= budget.budget_s:
+                    control.should_training_stop = True
+
+        return _Callback()
+
+
+def run_budget(work: workload.Workload, model_path: str, budget_s: float, clock_start: float, save_dir: Path,
+               out: Path) -> dict:
+    """Train until the first step end past `budget_s` on the clock (BudgetCallback); lr constant
+    (as Outrider's), the rest as `grpo_settings`. Writes and returns the checkpoints with their times."""
+    settings = grpo_settings(work, 100_000, str(out.parent / "trl-output")) | {"lr_scheduler_type": "constant"}
+    trainer, config = make_trainer(work, model_path, settings)
+    budget = BudgetCallback(save_dir, budget_s, clock_start)
+    trainer.add_callback(budget.callback(trainer))
+    print(f"[trl] training for {budget_s / 60:.1f} min of wall clock (started {budget.elapsed():.1f} s ago)", flush=True)
+    trainer.train()
+    result = {
+        "system": "trl",
+        "budget_s": budget_s,
+        "train_began_s": budget.train_began_s,
+        "checkpoints": budget.checkpoints,
+        "save_paused_s": budget.paused_s,
+        "versions": versions(),
+        "settings": {k: v for k, v in settings.items() if k != "output_dir"},
+        "effective": {"loss_type": config.loss_type, "scale_rewards": config.scale_rewards,
+                      "gradient_checkpointing": config.gradient_checkpointing},
+    }
+    out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run(work: workload.Workload, model_path: str, steps: int, warmup: int, out: Path) -> dict:
+    """Train `warmup + steps` optimizer steps with GRPOTrainer; write and return the per-step records."""
+    import torch
+
+    settings = grpo_settings(work, warmup + steps, str(out.parent / "trl-output"))
+    trainer, config = make_trainer(work, model_path, settings)
     timer = StepTimer()
     timer.wrap(trainer)
     trainer.add_callback(timer.callback())
@@ -245,13 +315,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", required=True, help="Workload.to_dict() as JSON")
     parser.add_argument("--model-path", required=True, help="HF model folder (Outrider's materialized built-in)")
-    parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("--steps", type=int, help="vs_trl.py: measured steps")
+    parser.add_argument("--warmup", type=int, help="vs_trl.py: warm-up steps")
+    parser.add_argument("--budget-s", type=float, help="time_to_quality.py: train for this much wall clock")
+    parser.add_argument("--clock-start", type=float, help="time_to_quality.py: epoch seconds the clock started")
+    parser.add_argument("--save-dir", type=Path, help="time_to_quality.py: folder of the per-step HF checkpoints")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(name, "1")
-    run(workload.Workload.from_dict(json.loads(args.workload)), args.model_path, args.steps, args.warmup, args.out)
+    work = workload.Workload.from_dict(json.loads(args.workload))
+    if args.budget_s is not None:
+        if args.clock_start is None or args.save_dir is None:
+            parser.error("--budget-s needs --clock-start and --save-dir")
+        run_budget(work, args.model_path, args.budget_s, args.clock_start, args.save_dir, args.out)
+    elif args.steps is None or args.warmup is None:
+        parser.error("give --steps and --warmup (vs_trl.py), or --budget-s (time_to_quality.py)")
+    else:
+        run(work, args.model_path, args.steps, args.warmup, args.out)
     return 0
 
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 
 PROMPT_TEMPLATE = "What is {a} + {b}? Answer with just the number."
 OPERAND_LIMIT = 50
-"""Operands are drawn from [0, OPERAND_LIMIT)."""
+"""Operands are drawn from [0, OPERAND_LIMIT) unless a workload says otherwise."""
 
 # A number as a model writes a sum: optional minus sign, digits, optional decimal part.
 # Thousands separators are not needed (sums are below 100) and are not accepted.
@@ -43,14 +43,35 @@ class Problem:
         return self.a + self.b
 
 
-def problems(count: int, seed: int) -> list[Problem]:
-    """The first `count` problems of the stream seeded by `seed` (the same list on every machine).
+def problems(count: int, seed: int, operand_limit: int = OPERAND_LIMIT,
+             exclude: frozenset[tuple[int, int]] = frozenset()) -> list[Problem]:
+    """The first `count` problems of the stream seeded by `seed`, operands in [0, operand_limit),
+    skipping the pairs (a, b) in `exclude` (the same list on every machine).
 
     `random.Random(int)` is Mersenne Twister seeded from the integer, stable
     across Python versions and platforms, so both venvs draw the same list.
     """
+    if exclude and len(exclude) >= operand_limit**2:
+        raise ValueError(f"every one of the {operand_limit**2} problems is excluded")
     rng = random.Random(seed)
-    return [Problem(rng.randrange(OPERAND_LIMIT), rng.randrange(OPERAND_LIMIT)) for _ in range(count)]
+    drawn: list[Problem] = []
+    while len(drawn) < count:
+        problem = Problem(rng.randrange(operand_limit), rng.randrange(operand_limit))
+        if (problem.a, problem.b) not in exclude:
+            drawn.append(problem)
+    return drawn
+
+
+def distinct_problems(count: int, seed: int, operand_limit: int = OPERAND_LIMIT) -> list[Problem]:
+    """The first `count` distinct problems of the stream seeded by `seed`."""
+    if count > operand_limit**2:
+        raise ValueError(f"{count} distinct problems asked for, but operands below {operand_limit} make only {operand_limit**2}")
+    rng = random.Random(seed)
+    seen: dict[tuple[int, int], Problem] = {}
+    while len(seen) < count:
+        problem = Problem(rng.randrange(operand_limit), rng.randrange(operand_limit))
+        seen.setdefault((problem.a, problem.b), problem)
+    return list(seen.values())
 
 
 def parse_answer(completion: str) -> Decimal | None:
@@ -69,6 +90,10 @@ def reward(completion: str, answer: int) -> float:
     """1.0 when `parse_answer(completion)` equals `answer` exactly, else 0.0 (no answer: 0.0)."""
     parsed = parse_answer(completion)
     return 1.0 if parsed is not None and parsed == answer else 0.0
+
+
+TEST_SEED_OFFSET = 1_000_003
+"""The held-out set's seed is the training set's plus this."""
 
 
 @dataclass(frozen=True)
@@ -91,13 +116,24 @@ class Workload:
     """Size of the prompt set both systems sample from."""
     seed: int = 0
     """Seed of the prompt set (and of each system's sampler)."""
+    operand_limit: int = OPERAND_LIMIT
+    """Operands a, b are drawn from [0, operand_limit)."""
+    test_prompts: int = 16
+    """Size of the held-out set: distinct problems that the training set never contains
+    (bench/time_to_quality.py evaluates on it)."""
 
     @property
     def samples_per_step(self) -> int:
         return self.group_size * self.prompts_per_step
 
     def problems(self) -> list[Problem]:
-        return problems(self.num_prompts, self.seed)
+        """The training set: `num_prompts` draws that never pose a held-out problem."""
+        held_out = frozenset((p.a, p.b) for p in self.test_problems())
+        return problems(self.num_prompts, self.seed, self.operand_limit, held_out)
+
+    def test_problems(self) -> list[Problem]:
+        """The held-out set: `test_prompts` distinct problems of a seed of its own, excluded from training."""
+        return distinct_problems(self.test_prompts, self.seed + TEST_SEED_OFFSET, self.operand_limit)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,4 +148,15 @@ SCALES: dict[str, Workload] = {
     "full": Workload(model="smollm2-135m-instruct"),
     # Smoke test: Outrider's 2-layer random model with SmolLM2's tokenizer, few tokens.
     "tiny": Workload(model="tiny-random", group_size=4, prompts_per_step=2, max_new_tokens=16),
+}
+
+TIME_TO_QUALITY: dict[str, Workload] = {
+    # bench/time_to_quality.py: sums of operands below 13, which SmolLM2-135M-Instruct gets right
+    # about a fifth of the time (held-out pass@1 0.211, 64 problems x 4 samples, 2026-12-01): the
+    # learnable zone's lower end, where most groups of 8 still hold a success. The demo's rate and
+    # batch (6 x 8, lr 5e-5).
+    "full": Workload(model="smollm2-135m-instruct", prompts_per_step=6, max_new_tokens=64, lr=5e-5,
+                     operand_limit=13, test_prompts=64),
+    "tiny": Workload(model="tiny-random", group_size=4, prompts_per_step=2, max_new_tokens=16, lr=1e-4,
+                     operand_limit=13, test_prompts=4),
 }

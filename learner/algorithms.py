@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from outrider.config.learner import Algorithm, AlgorithmConfig
+from outrider.config.learner import Algorithm, AlgorithmConfig, DistillationConfig
 from outrider.learner.algos import (
     ADVANTAGE_ESTIMATORS,
     AGGREGATIONS,
@@ -18,11 +18,13 @@ from outrider.learner.algos import (
     LOSS_TRANSFORMS,
     POLICY_LOSSES,
     REWARD_SHAPINGS,
+    DistillPlacement,
     KLController,
     KLPlacement,
     PenaltyParams,
     Registry,
     ValueLossParams,
+    get_distill_placement,
     get_kl_placement,
 )
 from outrider.learner.algos.registry import Entry, Params
@@ -49,6 +51,28 @@ def _resolve(registry: Registry, spec: Algorithm) -> Configured:
 
 
 @dataclass(frozen=True)
+class Distillation:
+    """On-policy distillation to the teacher (placement `none`: no teacher)."""
+
+    placement: DistillPlacement
+    coef: float
+    rl_coef: float
+    estimator: Configured
+
+    @classmethod
+    def from_config(cls, cfg: DistillationConfig) -> Distillation:
+        return cls(
+            placement=get_distill_placement(cfg.placement if cfg.teacher is not None else "none"),
+            coef=cfg.coef,
+            rl_coef=cfg.rl_coef,
+            estimator=_resolve(KL_ESTIMATORS, cfg.estimator),
+        )
+
+
+NO_DISTILLATION = Distillation.from_config(DistillationConfig())
+
+
+@dataclass(frozen=True)
 class Algorithms:
     advantage: Configured
     policy_loss: Configured
@@ -60,6 +84,7 @@ class Algorithms:
     entropy_coef: float
     reward_shapings: tuple[Configured, ...] = ()
     min_valid: int = 1
+    distillation: Distillation = NO_DISTILLATION
 
     @classmethod
     def from_config(cls, cfg: AlgorithmConfig) -> Algorithms:
@@ -74,6 +99,7 @@ class Algorithms:
             entropy_coef=cfg.entropy_coef,
             reward_shapings=tuple(_resolve(REWARD_SHAPINGS, s) for s in cfg.reward_shaping),
             min_valid=cfg.min_valid,
+            distillation=Distillation.from_config(cfg.distillation),
         )
 
     @property

@@ -10,6 +10,8 @@ per-token tensor here is indexed by *target* position j = k − 1 for token k:
     token_rewards  (B, T)      step rewards at their token's target position
     step_mask      (B, T)      1 where a step reward sits
     valid          (B,)        the episode was not cut short by an infrastructure failure
+    sampling       (B, T, 3)   temperature, top_k, top_p of the turn that sampled each target
+                               (None when no turn truncated its support: the full vocabulary)
 
 The value V(s) of the state before token k is the critic's output at position
 k − 1, which is target position j: values need no extra shift.
@@ -55,6 +57,9 @@ class SequenceBatch:
     """Shape: (B,) bool; False for an episode that infrastructure cut short (Trajectory.infra_failure)."""
     correct: Tensor
     """Shape: (B,) bool; the environment judged the task solved (Trajectory.solved)."""
+    sampling: Tensor | None = None
+    """Shape: (B, T, 3) float; temperature, top_k, top_p each target was sampled with
+    (Turn.sampling; 1, 0, 1 where the full vocabulary was); None: no truncation anywhere."""
 
     @property
     def targets(self) -> Tensor:
@@ -67,7 +72,7 @@ class SequenceBatch:
     def to(self, device: torch.device) -> SequenceBatch:
         if device.type == "cpu":
             return self
-        return SequenceBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return SequenceBatch(**{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
 
     def select(self, rows: list[int]) -> SequenceBatch:
         """The given sequences, re-padded to their own longest length."""
@@ -87,6 +92,7 @@ class SequenceBatch:
             prompt_lengths=self.prompt_lengths[index],
             valid=self.valid[index],
             correct=self.correct[index],
+            sampling=None if self.sampling is None else self.sampling[index, : length - 1],
         )
 
     def only_rows(self, keep: Tensor) -> SequenceBatch:
@@ -94,6 +100,29 @@ class SequenceBatch:
         step rewards and step mask are 0, so no count, mean or loss includes them."""
         row = keep.bool()[:, None].to(self.mask.dtype)
         return replace(self, mask=self.mask * row, token_rewards=self.token_rewards * row, step_mask=self.step_mask * row)
+
+
+def _to(value: Tensor | None, device: torch.device) -> Tensor | None:
+    return None if value is None else value.to(device)
+
+
+# Turn.sampling unset: temperature 1, no top-k, no nucleus (the full vocabulary).
+FULL_SUPPORT = (1.0, 0.0, 1.0)
+
+
+def _sampling(trajectories: list, length: int) -> Tensor | None:
+    """(B, T, 3) temperature, top_k, top_p per target position; None when no turn truncated."""
+    if not any(turn.HasField("sampling") for _, _, traj in trajectories for turn in traj.turns):
+        return None
+    sampling = torch.tensor(FULL_SUPPORT).repeat(len(trajectories), length - 1, 1)
+    for row, (_, _, traj) in enumerate(trajectories):
+        for turn in traj.turns:
+            if turn.HasField("sampling"):
+                # Token k is target k − 1; token 0 is never a target (it is the prompt's).
+                first, end = max(turn.start - 1, 0), turn.start + turn.completion_length - 1
+                params = turn.sampling
+                sampling[row, first:end] = torch.tensor([params.temperature, float(params.top_k), params.top_p])
+    return sampling
 
 
 def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
@@ -149,6 +178,7 @@ def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
         prompt_lengths=prompt_lengths,
         valid=valid,
         correct=correct,
+        sampling=_sampling(trajectories, length),
     )
 
 
@@ -168,37 +198,42 @@ def shard_rows(lengths: list[int], world_size: int) -> list[list[int]]:
     return [sorted(shard) for shard in shards]
 
 
-def pack_micro_batches(rows: list[int], lengths: list[int], token_budget: int) -> list[list[int]]:
-    """Group `rows` into micro-batches whose padded size (count × longest) fits the budget.
+def pack_micro_batches(rows: list[int], lengths: list[int], token_budget: int, padded: bool = True) -> list[list[int]]:
+    """Group `rows` into micro-batches that fit the token budget; a sequence longer than the
+    budget gets a micro-batch of its own.
 
-    Sorted by length so that sequences of similar length share padding; a
-    sequence longer than the budget gets a micro-batch of its own.
+    padded (a forward over right-padded rows): the size is count × longest, and rows are
+    sorted by length so that sequences of similar length share padding. Not padded (the
+    packed pass of outrider.learner.forward, which computes real tokens only): the size is
+    the sum of the lengths, and rows keep their order, so that a group's rows, which share
+    a prompt computed once per micro-batch, stay together.
     """
     micro: list[list[int]] = []
     current: list[int] = []
-    longest = 0
-    for row in sorted(rows, key=lambda i: (-lengths[i], i)):
-        candidate = max(longest, lengths[row])
-        if current and candidate * (len(current) + 1) > token_budget:
+    size = 0
+    ordered = sorted(rows, key=lambda i: (-lengths[i], i)) if padded else rows
+    for row in ordered:
+        grown = max(size, lengths[row]) if padded else size + lengths[row]
+        if current and (grown * (len(current) + 1) if padded else grown) > token_budget:
             micro.append(current)
-            current, candidate = [], lengths[row]
+            current, grown = [], lengths[row]
         current.append(row)
-        longest = candidate
+        size = grown
     if current:
         micro.append(current)
     return micro
 
 
 def plan_micro_batches(
-    rows: list[int], lengths: list[int], world_size: int, token_budget: int
+    rows: list[int], lengths: list[int], world_size: int, token_budget: int, padded: bool = True
 ) -> list[list[list[int]]]:
-    """Per rank, the micro-batches of `rows`. Every rank gets the same number of
-    micro-batches (an empty list means "a pass with nothing to learn"): under
-    ZeRO-3 every forward gathers parameters collectively, so all ranks must
-    run the same number of passes."""
+    """Per rank, the micro-batches of `rows` (`padded`: see `pack_micro_batches`). Every
+    rank gets the same number of micro-batches (an empty list means "a pass with nothing
+    to learn"): under ZeRO-3 every forward gathers parameters collectively, so all ranks
+    must run the same number of passes."""
     shards = shard_rows([lengths[i] for i in rows], world_size)
     per_rank = [
-        pack_micro_batches([rows[i] for i in shard], lengths, token_budget) for shard in shards
+        pack_micro_batches([rows[i] for i in shard], lengths, token_budget, padded) for shard in shards
     ]
     count = max(len(plan) for plan in per_rank) if per_rank else 0
     return [plan + [[] for _ in range(count - len(plan))] for plan in per_rank]

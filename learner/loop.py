@@ -1,4 +1,4 @@
-"""The learner's main loop: bus → step → weight sync → checkpoint → commit.
+"""The learner's main loop: bus → step → weight sync → next step's demand → checkpoint → commit.
 
 Exactly-once: groups are committed on the bus only after a checkpoint that
 contains their update is complete. A learner killed at any point restarts
@@ -29,7 +29,7 @@ from outrider.learner.batch import build_batch
 from outrider.learner.checkpoint import LearnerState, export_hf, hf_export_folder, load_checkpoint, save_checkpoint
 from outrider.learner.engine import frozen_module, init_distributed, shutdown_distributed, trainable_engine
 from outrider.learner.metrics_log import MetricsLog
-from outrider.learner.models import load_actor, load_critic, load_reference, model_folder
+from outrider.learner.models import load_actor, load_critic, load_reference, load_teacher, model_folder
 from outrider.learner.step import Models, StepPlan, learner_step
 from outrider.learner.weight_sync import WeightPublisher
 from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_NONE, TrajectoryGroup
@@ -96,7 +96,10 @@ class Learner:
             backbone = cfg.critic.model or cfg.model
             module = load_critic(backbone, cfg.engine.gradient_checkpointing, seed=self.seed)
             critic = trainable_engine(module, cfg.engine, cfg.critic.optimizer)
-        return Models(actor=actor, reference=reference, critic=critic)
+        teacher = None
+        if self.algos.distillation.placement.uses_teacher:
+            teacher = frozen_module(load_teacher(cfg.algorithm.distillation.teacher, actor.module), cfg.engine)
+        return Models(actor=actor, reference=reference, critic=critic, teacher=teacher)
 
     def _request_stop(self, *_) -> None:
         log.info("stop requested: finishing the current step")
@@ -250,6 +253,11 @@ class Learner:
         if self.publisher.enabled and state.step % self.cfg.sync.every == 0:
             metrics |= self.publisher.publish(self.models.actor, state.policy_version)
             published = state.policy_version
+        if self.rank == 0 and not self._stop and (not self.max_steps or state.step < self.max_steps):
+            # On-demand dispatch starts the next step's rollouts now, on the new weights,
+            # while the checkpoint is written (a commit keeps this demand right: the bus
+            # takes committed groups out of `held` with `pending`).
+            self.receiver.announce_demand(self.cfg.groups_per_step, held=len(self.held))
         if state.step % self.cfg.checkpoint_every == 0:
             checkpoint_started = time.perf_counter()
             self._checkpoint_and_commit()

@@ -26,27 +26,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def start_rank(role: str, config_path: str, kinds: tuple[type, ...], needs: str):
+    """What every learner-type rank does first: die with its launcher, log as `role[rank]`,
+    quiet the libraries, load the config. Returns it, or None after printing why it cannot
+    be used (the caller exits with status 2)."""
     # A rank must not outlive its launcher: an orphaned rank would keep
     # training and committing groups beside a restarted learner.
     die_with_parent(signal.SIGKILL)
     rank = int(os.environ.get("RANK", "0"))
-    configure_logging(LogConfig(level="info" if rank == 0 else "warning"), f"learner[{rank}]")
+    configure_logging(LogConfig(level="info" if rank == 0 else "warning"), f"{role}[{rank}]")
     for noisy in ("DeepSpeed", "deepspeed", "torch.distributed", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        config = load_config(args.config)
+        config = load_config(config_path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not isinstance(config, RunConfig):
-        print(f"error: {args.config}: kind is {config.kind!r}; the learner needs a run config", file=sys.stderr)
-        return 2
+        return None
+    if not isinstance(config, kinds):
+        print(f"error: {config_path}: kind is {config.kind!r}; {needs}", file=sys.stderr)
+        return None
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = start_rank("learner", args.config, (RunConfig,), "the learner needs a run config")
+    if config is None:
+        return 2
     from outrider.learner.loop import Learner
 
     Learner(config, resume=args.resume, max_steps=args.max_steps).run()

@@ -32,6 +32,8 @@ from outrider.learner.algos import (
     PolicyLossInputs,
     RewardShapingInputs,
     ValueLossInputs,
+    distilled_advantages,
+    distilled_loss,
     estimate_on_rows,
     kl_loss_term,
     kl_reward_penalty,
@@ -42,6 +44,7 @@ from outrider.learner.algos import (
     value_loss,
 )
 from outrider.learner.batch import SequenceBatch, plan_micro_batches
+from outrider.learner.forward import supports_packed_suffix, supports_shared_prefix
 from outrider.learner.models import token_logprobs, token_values
 
 
@@ -52,6 +55,8 @@ class Models:
     reference: nn.Module | None = None
     critic: nn.Module | None = None
     """The critic's DeepSpeed engine."""
+    teacher: nn.Module | None = None
+    """The frozen teacher of on-policy distillation (`algorithm.distillation.teacher`)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class Scores:
     entropy: Tensor | None = None
     ref_logprobs: Tensor | None = None
     values: Tensor | None = None
+    teacher_logprobs: Tensor | None = None
 
 
 def needs_old_logprobs(algos: Algorithms, mini_batch_count: int, epochs: int) -> bool:
@@ -89,9 +95,10 @@ def needs_old_logprobs(algos: Algorithms, mini_batch_count: int, epochs: int) ->
     sampled-then-scored the batch would, so π_old = π_θ.detach() exactly and the
     entropies come from the same forward. A second pass is needed only when an
     optimizer step happens before some micro-batch's forward (several mini-batches
-    or epochs), or when the advantages need log π_old (a KL penalty in the reward).
+    or epochs), or when the advantages need log π_old (a KL penalty in the reward, or
+    distillation placed in the advantages).
     """
-    return mini_batch_count > 1 or epochs > 1 or algos.kl_placement.in_reward
+    return mini_batch_count > 1 or epochs > 1 or algos.kl_placement.in_reward or algos.distillation.placement.in_advantage
 
 
 class MetricSums:
@@ -161,14 +168,16 @@ def _micro(batch: SequenceBatch, rows: list[int], device: torch.device) -> tuple
 def score(
     models: Models, algos: Algorithms, batch: SequenceBatch, plans: list, plan: StepPlan, old_logprobs: bool = True
 ) -> Scores:
-    """π_old log-probs and entropies (if ``old_logprobs``), reference log-probs and values
-    for the whole batch; no pass at all when none of them is wanted."""
+    """π_old log-probs and entropies (if ``old_logprobs``), reference and teacher log-probs
+    and values for the whole batch; no pass at all when none of them is wanted."""
     b, t = batch.mask.shape
     wanted = {"old_logprobs", "entropy"} if old_logprobs else set()
     if algos.uses_kl and models.reference is not None:
         wanted.add("ref_logprobs")
     if models.critic is not None:
         wanted.add("values")
+    if models.teacher is not None:
+        wanted.add("teacher_logprobs")
     if not wanted:
         return Scores()
     mine: dict[str, list[tuple[list[int], Tensor]]] = defaultdict(list)
@@ -181,9 +190,11 @@ def score(
                 logprobs, entropy = token_logprobs(models.actor, mb, with_entropy=True)
                 results = {"old_logprobs": logprobs, "entropy": entropy}
             if "ref_logprobs" in wanted:
-                results["ref_logprobs"] = token_logprobs(models.reference, mb)[0]
+                results["ref_logprobs"] = token_logprobs(models.reference, mb, sampled_support=False)[0]
             if "values" in wanted:
                 results["values"] = token_values(models.critic, mb)
+            if "teacher_logprobs" in wanted:
+                results["teacher_logprobs"] = token_logprobs(models.teacher, mb, sampled_support=False)[0]
             if real:
                 for name, value in results.items():
                     mine[name].append((rows, value.float().cpu()))
@@ -240,6 +251,15 @@ def advantages(
     )
     out = estimate_on_rows(algos.advantage, inputs, keep)
     policy = batch.mask.bool() & keep[:, None]
+    distill = algos.distillation
+    if scores.teacher_logprobs is not None and scores.old_logprobs is not None:
+        # d_t = log π_old(y_t) − log π_T(y_t): the per-token reverse KL to the teacher on sampled tokens.
+        metrics["distill_reverse_kl"] = float(masked_mean(scores.old_logprobs - scores.teacher_logprobs, policy))
+        if distill.placement.in_advantage:
+            mixed = distilled_advantages(
+                out.advantages, scores.old_logprobs, scores.teacher_logprobs, policy, distill.coef, distill.rl_coef
+            )
+            out = replace(out, advantages=mixed)
     if policy.any():
         values = out.advantages[policy]
         metrics |= {
@@ -309,6 +329,15 @@ def update_actor(
         out = algos.policy_loss(inputs)
         token_loss = out.loss
         mb_metrics |= out.metrics
+        distill = algos.distillation
+        if distill.placement.in_loss:
+            teacher = part(scores.teacher_logprobs)
+            kl = distill.estimator(KLInputs(logprobs=logprobs, ref_logprobs=teacher, sampling_logprobs=inputs.old_logprobs))
+            token_loss = distilled_loss(token_loss, kl, inputs.mask, distill.coef, distill.rl_coef)
+            mb_metrics["distill_loss"] = masked_mean(kl.detach(), mb.mask)
+            if fused and real:
+                reverse_kl = masked_mean(logprobs.detach() - teacher, mb.mask)
+                metrics.mean({"distill_reverse_kl": reverse_kl}, float(mb.mask.sum()))
         if algos.kl_placement.in_loss and scores.ref_logprobs is not None:
             kl = algos.kl_estimator(
                 KLInputs(logprobs=logprobs, ref_logprobs=part(scores.ref_logprobs), sampling_logprobs=inputs.old_logprobs)
@@ -373,6 +402,16 @@ def update_critic(
     critic.step()
 
 
+def packs_without_padding(models: Models, longest: int) -> bool:
+    """Whether every forward of the step computes real tokens only (the packed pass of
+    outrider.learner.forward), so that micro-batches are cut by real tokens, not padded size.
+    A critic's value forward pads."""
+    forwards = [m for m in (models.actor, models.reference, models.teacher) if m is not None]
+    if models.critic is not None:
+        return False
+    return all(supports_shared_prefix(m) and supports_packed_suffix(getattr(m, "module", m), longest) for m in forwards)
+
+
 def learner_step(
     models: Models, algos: Algorithms, batch: SequenceBatch, kl_coef: float, plan: StepPlan, penalty_coef: float | None = None
 ) -> dict[str, float]:
@@ -380,6 +419,8 @@ def learner_step(
 
     `penalty_coef`: β of a policy loss with an adaptive penalty (`ppo_kl`), else None.
     """
+    if algos.distillation.placement.uses_teacher and models.teacher is None:
+        raise ValueError("algorithm.distillation has a teacher, but no teacher model was loaded (Models.teacher)")
     # Infra-failed episodes, and groups left with fewer than min_valid valid ones, are not
     # trained on: no forward pass, no loss weight, no part in any statistic.
     keep = trainable_rows(batch.valid, batch.group_index, algos.min_valid)
@@ -390,7 +431,9 @@ def learner_step(
     lengths = batch.lengths.tolist()
     kept = set(keep.nonzero().squeeze(-1).tolist())
     mini = [rows for part in split_mini_batches(batch, plan.mini_batches) if (rows := [r for r in part if r in kept])]
-    plans = [plan_micro_batches(rows, lengths, plan.world_size, plan.token_budget) for rows in mini]
+    # A turn sampled over a truncated support takes the plain (padded) forward (models.token_logprobs).
+    padded = batch.sampling is not None or not packs_without_padding(models, max(lengths))
+    plans = [plan_micro_batches(rows, lengths, plan.world_size, plan.token_budget, padded) for rows in mini]
     started = time.perf_counter()
     separate = plan.scoring_pass == "always" or needs_old_logprobs(algos, len(mini), plan.epochs)
     scores = score(models, algos, batch, plans, plan, old_logprobs=separate)

@@ -21,7 +21,9 @@ PREFERENCE_LOSSES      fn(PreferenceInputs, params)                             
 ``params_type`` (a frozen dataclass whose fields carry defaults, a one-line doc and
 bounds in ``metadata``; see :func:`param_schema`) and ``requires`` (the optional input
 fields it needs, e.g. ``values`` for GAE, so the learner knows to run the critic).
-KL placement is a name -> :class:`KLPlacement` table (``get_kl_placement``).
+KL placement is a name -> :class:`KLPlacement` table (``get_kl_placement``), and so is
+where on-policy distillation's teacher signal enters (``get_distill_placement``,
+``distillation.py``).
 ``failures.py`` runs any estimator or shaping on the rows that are not infra failures.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 from . import (  # noqa: F401 - importing registers the entries
     advantages,
     aggregation,
+    distillation,
     exploration,
     failures,
     kl,
@@ -53,6 +56,15 @@ from .advantages import (
     token_level_rewards,
 )
 from .aggregation import AGGREGATIONS, AggregationInputs, AggregationName
+from .distillation import (
+    DISTILL_PLACEMENTS,
+    DistillPlacement,
+    DistillPlacementName,
+    distilled_advantages,
+    distilled_loss,
+    get_distill_placement,
+    reverse_kl_advantages,
+)
 from .failures import enough_valid, estimate_on_rows, shape_on_rows, trainable_rows
 from .kl import (
     KL_CONTROLLERS,
@@ -69,7 +81,7 @@ from .kl import (
     kl_reward_penalty,
 )
 from .masked import masked_mean, masked_sum, masked_var, masked_whiten
-from .metrics import covariance_stats, entropy_from_logits, logprobs_from_logits, ratio_metrics
+from .metrics import covariance_stats, entropy_from_logits, logprobs_and_entropy, logprobs_from_logits, ratio_metrics
 from .objective_transforms import (
     WEIGHT_SCHEMES,
     BinaryWeights,
@@ -134,6 +146,7 @@ def describe() -> dict[str, dict[str, list[dict[str, Any]]]]:
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "AGGREGATIONS",
+    "DISTILL_PLACEMENTS",
     "KL_CONTROLLERS",
     "KL_ESTIMATORS",
     "KL_PLACEMENTS",
@@ -150,6 +163,8 @@ __all__ = [
     "AggregationInputs",
     "AggregationName",
     "BinaryWeights",
+    "DistillPlacement",
+    "DistillPlacementName",
     "Entry",
     "KLController",
     "KLControllerName",
@@ -178,15 +193,19 @@ __all__ = [
     "WeightSchemeName",
     "covariance_stats",
     "describe",
+    "distilled_advantages",
+    "distilled_loss",
     "dynamic_sampling_mask",
     "enough_valid",
     "entropy_from_logits",
     "estimate_on_rows",
+    "get_distill_placement",
     "get_kl_placement",
     "implied_objective",
     "implied_objective_derivative",
     "kl_loss_term",
     "kl_reward_penalty",
+    "logprobs_and_entropy",
     "logprobs_from_logits",
     "masked_mean",
     "masked_sum",
@@ -197,6 +216,7 @@ __all__ = [
     "pass_at_k",
     "pass_at_k_curve",
     "ratio_metrics",
+    "reverse_kl_advantages",
     "sequence_scores",
     "shape_on_rows",
     "step_rewards_from_scores",

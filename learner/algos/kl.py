@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal, Protocol
 import torch
 from torch import Tensor
 
-from .registry import Params, Registry, UnknownNameError, param
+from .registry import Params, Registry, lookup, param
 
 __all__ = [
     "KL_CONTROLLERS",
@@ -146,12 +146,7 @@ KL_PLACEMENTS: dict[str, KLPlacement] = {
 
 def get_kl_placement(name: str) -> KLPlacement:
     """The placement called ``name``; an unknown name raises, listing the valid ones."""
-    try:
-        return KL_PLACEMENTS[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown KL placement {name!r}; valid names: {', '.join(sorted(KL_PLACEMENTS))}"
-        ) from None
+    return lookup(KL_PLACEMENTS, name, "KL placement")
 
 
 def kl_reward_penalty(kl: Tensor, coef: float, placement: KLPlacement) -> Tensor:

@@ -88,6 +88,17 @@ class NoParams(Params):
 
 
 FnT = TypeVar("FnT", bound=Callable[..., Any])
+ValueT = TypeVar("ValueT")
+
+
+def lookup(table: dict[str, ValueT], name: str, what: str) -> ValueT:
+    """``table[name]`` for a small fixed table (KL placements, distillation placements);
+    an unknown name raises UnknownNameError listing the valid ones."""
+    try:
+        return table[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown {what} {name!r}; valid names: {', '.join(sorted(table))}") from None
+
 
 
 @dataclass(frozen=True)

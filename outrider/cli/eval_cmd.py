@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from outrider.cli.configs import overrides_argument
 from outrider.config import LogConfig
 from outrider.serving.logs import configure_logging
 
 
 def eval_command(
     config: Path = typer.Argument(..., help="run config (YAML): environments, sampling, policy backend"),
+    overrides: list[str] | None = overrides_argument(),
     checkpoint: list[str] = typer.Option(
         ..., "--checkpoint", "-c",
         help="NAME=SOURCE, repeatable: a built-in model, an HF folder, a run folder or RUN_DIR/checkpoints/step-N",
@@ -31,7 +33,7 @@ def eval_command(
     from outrider.eval.checkpoints import CheckpointError, parse_checkpoint_args
     from outrider.eval.runner import EvalError, EvalRun, EvalSettings
 
-    run = _load_run(config)
+    run = _load_run(config, overrides)
     configure_logging(LogConfig(level="warning"), "eval")
     try:
         settings = EvalSettings(

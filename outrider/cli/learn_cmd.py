@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from outrider.config import ConfigError, RunConfig, load_config
+from outrider.cli.configs import effective_config, load_or_exit, overrides_argument
+from outrider.config import RunConfig
 
 
 def torchrun_command(
@@ -19,7 +20,9 @@ def torchrun_command(
     rdzv_endpoint: str | None = None,
     resume: bool = False,
     max_steps: int | None = None,
+    module: str = "outrider.learner.main",
 ) -> list[str]:
+    """torchrun running `module CONFIG [--resume] [--max-steps N]` on every rank."""
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}"]
     if nnodes > 1:
         if not rdzv_endpoint:
@@ -28,7 +31,7 @@ def torchrun_command(
     else:
         # A private rendezvous on a free port: several learners may share a machine.
         command += ["--standalone"]
-    command += ["-m", "outrider.learner.main", str(config)]
+    command += ["-m", module, str(config)]
     if resume:
         command.append("--resume")
     if max_steps is not None:
@@ -38,18 +41,17 @@ def torchrun_command(
 
 def learn(
     config: Path = typer.Argument(..., help="run config (YAML) with the learner section"),
+    overrides: list[str] | None = overrides_argument(),
     resume: bool = typer.Option(False, help="continue from the run's last checkpoint"),
     nproc_per_node: int | None = typer.Option(None, "--nproc-per-node", help="ranks on this node (default: learner.ranks)"),
     nnodes: int = typer.Option(1, help="nodes taking part (multi-node needs --rdzv-endpoint)"),
     rdzv_endpoint: str | None = typer.Option(None, help="host:port of the rendezvous (node 0)"),
     max_steps: int | None = typer.Option(None, help="override learner.max_steps"),
 ) -> None:
-    """Train from the trajectory bus with DeepSpeed (gloo on CPU, NCCL on GPU)."""
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from None
+    """Train from the trajectory bus with DeepSpeed (gloo on CPU, NCCL on GPU).
+
+    With overrides, the ranks read the effective config from RUN_DIR/learn.yaml."""
+    cfg = load_or_exit(config, overrides)
     if not isinstance(cfg, RunConfig):
         typer.secho(f"error: {config}: kind is {cfg.kind!r}; `learn` needs a run config", fg="red", err=True)
         raise typer.Exit(1)
@@ -57,7 +59,8 @@ def learn(
         typer.secho(f"error: {config}: redis.url: the learner needs the Redis its rollout workers write to", fg="red", err=True)
         raise typer.Exit(1)
     try:
-        command = torchrun_command(config, nproc_per_node or cfg.learner.ranks, nnodes, rdzv_endpoint, resume, max_steps)
+        path = effective_config(config, cfg, overrides, "learn.yaml")
+        command = torchrun_command(path, nproc_per_node or cfg.learner.ranks, nnodes, rdzv_endpoint, resume, max_steps)
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None

@@ -11,7 +11,9 @@ from outrider.cli import (
     curriculum_cmd,
     env_cmd,
     eval_cmd,
+    export_cmd,
     learn_cmd,
+    offline_cmd,
     policy_cmd,
     reward_cmd,
     stack_cmd,
@@ -24,7 +26,37 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Subcommands inherit it from the group's context: `outrider train -h` works too.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"outrider {version()}")
+        raise typer.Exit()
+
+
+def version() -> str:
+    """The installed distribution's version (the package's own when run from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("outrider")
+    except PackageNotFoundError:
+        from outrider import __version__
+
+        return __version__
+
+
+@app.callback()
+def _root(
+    _: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """Outrider: multi-turn agentic RL for language models, as services."""
+
+
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(env_cmd.app, name="env")
 app.add_typer(curriculum_cmd.app, name="curriculum")
@@ -39,6 +71,9 @@ app.command()(train_cmd.worker)
 app.command()(train_cmd.report)
 app.command()(train_cmd.demo)
 app.command(name="eval")(eval_cmd.eval_command)
+app.command()(export_cmd.export)
+app.command()(offline_cmd.sft)
+app.command()(offline_cmd.dpo)
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from outrider.config import ConfigError, LogConfig, RunConfig, load_config
+from outrider.cli.configs import load_or_exit, overrides_argument
+from outrider.config import LogConfig, RunConfig, is_override
 from outrider.serving.logs import configure_logging
 from outrider.services import SERVICE_MAIN_MODULES, available_services, service_main
 from outrider.stack import LocalStack, StackError
@@ -19,7 +20,10 @@ def serve(
     ctx: typer.Context,
     service: str = typer.Argument(..., help=f"one of: {', '.join(SERVICE_MAIN_MODULES)}"),
 ) -> None:
-    """Run one service in the foreground (extra options: --config FILE, --port N, --host H)."""
+    """Run one service in the foreground (extra options: --config FILE, --port N, --host H, KEY=VALUE).
+
+    KEY=VALUE overrides set fields of the --config file (`policy.model` in a run config), or
+    of the service's own config without a file."""
     if service not in SERVICE_MAIN_MODULES:
         typer.secho(f"error: unknown service {service!r}; valid: {', '.join(SERVICE_MAIN_MODULES)}", fg="red", err=True)
         raise typer.Exit(2)
@@ -29,14 +33,8 @@ def serve(
     raise typer.Exit(service_main(service)(ctx.args))
 
 
-def load_run_config(config: Path | None) -> RunConfig:
-    if config is None:
-        return RunConfig()
-    try:
-        loaded = load_config(config)
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from None
+def load_run_config(config: Path | None, overrides: list[str] | None = None) -> RunConfig:
+    loaded = load_or_exit(config, overrides)
     if not isinstance(loaded, RunConfig):
         typer.secho(f"error: {config}: kind is {loaded.kind!r}; `up` needs a run config", fg="red", err=True)
         raise typer.Exit(1)
@@ -44,11 +42,16 @@ def load_run_config(config: Path | None) -> RunConfig:
 
 
 def up(
-    config: Path | None = typer.Argument(None, help="run config (YAML); defaults to the built-in local stack"),
+    config: str | None = typer.Argument(None, metavar="[CONFIG]", help="run config (YAML); defaults to the built-in local stack"),
+    overrides: list[str] | None = overrides_argument(),
     run_dir: Path | None = typer.Option(None, help="where service configs and logs go (default: <output_dir>/<name>)"),
 ) -> None:
     """Start the local stack, wait until every service is SERVING, print addresses; Ctrl-C stops it."""
-    cfg = load_run_config(config)
+    overrides = list(overrides or [])
+    if config is not None and is_override(config) and not Path(config).exists():
+        # `outrider up KEY=VALUE ...`: overrides of the built-in local stack.
+        config, overrides = None, [config, *overrides]
+    cfg = load_run_config(Path(config) if config is not None else None, overrides)
     configure_logging(LogConfig(), "up")
     run_dir = run_dir or Path(cfg.output_dir) / cfg.name
     stack = LocalStack(cfg, run_dir)

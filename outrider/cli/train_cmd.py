@@ -9,18 +9,19 @@ from pathlib import Path
 
 import typer
 
-from outrider.config import ConfigError, LogConfig, RunConfig, load_config
+from outrider.cli.configs import effective_config, load_or_exit, overrides_argument
+from outrider.config import ConfigError, LogConfig, RunConfig
 from outrider.serving.logs import configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO_ROOT / "examples" / "demo.yaml"
 
 
-def _load_run(config: Path) -> RunConfig:
+def _load_run(config: Path, overrides: list[str] | None = None) -> RunConfig:
     from outrider.train.preflight import preflight
 
+    run = load_or_exit(config, overrides)
     try:
-        run = load_config(config)
         if not isinstance(run, RunConfig):
             raise ConfigError(str(config), [("kind", f"is {run.kind!r}; training needs a run config")])
         preflight(run, str(config))
@@ -49,13 +50,16 @@ def _print_summary(summary: dict) -> None:
 
 def train(
     config: Path = typer.Argument(..., help="run config (YAML)"),
+    overrides: list[str] | None = overrides_argument(),
     resume: bool = typer.Option(False, help="continue the run from its last checkpoint"),
     restarts: int = typer.Option(3, help="restarts allowed per rollout worker and for the learner"),
     report: bool = typer.Option(True, help="render the HTML report at the end"),
     overwrite: bool = typer.Option(False, help="delete an earlier run in the same run folder and start over"),
 ) -> None:
-    """Train an agent: services, rollout workers and learner, with live progress."""
-    run = _load_run(config)
+    """Train an agent: services, rollout workers and learner, with live progress.
+
+    RUN_DIR/run.yaml records the effective config (overrides included)."""
+    run = _load_run(config, overrides)
     configure_logging(LogConfig(level="warning"), "train")
     from outrider.stack import StackError
     from outrider.train.runner import TrainError, TrainRun
@@ -94,16 +98,19 @@ def _boundary(run: RunConfig) -> bool:
 
 def worker(
     config: Path = typer.Argument(..., help="run config (YAML) with the services' addresses"),
+    overrides: list[str] | None = overrides_argument(),
     concurrency: int = typer.Option(1, help="rollout processes in this worker"),
 ) -> None:
     """Run a Celery rollout worker (cluster mode; `outrider train` starts its own locally)."""
-    run = _load_run(config)
+    run = _load_run(config, overrides)
     if not run.redis.url or not run.stack.addresses:
         typer.secho(f"error: {config}: a worker needs redis.url and stack.addresses", fg="red", err=True)
         raise typer.Exit(1)
     from outrider.rollout.worker import QUEUE
 
-    os.environ["OUTRIDER_RUN_CONFIG"] = str(config)
+    # Its processes and threads load the config again, from a file: with overrides, one
+    # per worker (workers on one machine may be given different ones).
+    os.environ["OUTRIDER_RUN_CONFIG"] = str(effective_config(config, run, overrides, f"worker-{os.getpid()}.yaml"))
     command = [sys.executable, "-m", "celery", "-A", "outrider.rollout.worker", "worker",
                "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE}", "--loglevel=INFO"]
     os.execv(sys.executable, command)
@@ -123,9 +130,10 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder (with metrics.
 
 def demo(
     config: Path = typer.Option(DEMO_CONFIG, help="the demo's run config"),
+    overrides: list[str] | None = overrides_argument(),
     resume: bool = typer.Option(False, help="continue an interrupted demo"),
 ) -> None:
     """The main job: train SmolLM2-135M-Instruct on multi-turn math, then report."""
     typer.echo(f"Outrider demo: {config}")
     # The demo is meant to be run again and again: a new run replaces the last one.
-    train(config, resume=resume, restarts=3, report=True, overwrite=not resume)
+    train(config, overrides, resume=resume, restarts=3, report=True, overwrite=not resume)

@@ -6,12 +6,15 @@ A YAML file names its model with a top-level `kind` (`run` when absent).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from outrider.config.base import ConfigError, ConfigModel, dump_yaml, load_model, parse_model, read_yaml
 from outrider.config.common import BusConfig, LogConfig, RedisConfig, ServerConfig
 from outrider.config.curriculum import CurriculumServiceConfig
 from outrider.config.env import EnvServiceConfig
+from outrider.config.offline import DPOConfig, SFTConfig
+from outrider.config.overrides import annotate, apply_overrides, is_override
 from outrider.config.policy import PolicyServiceConfig
 from outrider.config.reward import RewardServiceConfig
 from outrider.config.run import SERVICE_NAMES, RunConfig, StackConfig
@@ -22,32 +25,51 @@ CONFIG_KINDS: dict[str, type[ConfigModel]] = {
     "env": EnvServiceConfig,
     "reward": RewardServiceConfig,
     "curriculum": CurriculumServiceConfig,
+    "sft": SFTConfig,
+    "dpo": DPOConfig,
 }
 
 SERVICE_CONFIGS: dict[str, type[ConfigModel]] = {name: CONFIG_KINDS[name] for name in SERVICE_NAMES}
 
 
-def parse_config(data, source: str = "<config>") -> ConfigModel:
-    """Validate parsed YAML as the model its `kind` names."""
+def _model_of(data, source: str) -> type[ConfigModel]:
     kind = data.get("kind", "run") if isinstance(data, dict) else "run"
     model = CONFIG_KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ConfigError(source, [("kind", f"unknown kind {kind!r}; valid kinds: {', '.join(CONFIG_KINDS)}")])
-    return parse_model(model, data, source)
+    return model
 
 
-def load_config(path: str | Path) -> ConfigModel:
-    """Load any Outrider config file (run or service config)."""
-    return parse_config(read_yaml(path), str(path))
+def parse_config(data, source: str = "<config>", overrides: Sequence[str] = ()) -> ConfigModel:
+    """Validate parsed YAML as the model its `kind` names, after the command line's
+    `KEY=VALUE` overrides (outrider.config.overrides)."""
+    return _parse_overridden(_model_of(data, source), data, source, overrides)
 
 
-def load_service_config(service: str, path: str | Path | None):
-    """The config of one service, from its own file or from a run config's section."""
+def _parse_overridden(model: type[ConfigModel], data, source: str, overrides: Sequence[str]) -> ConfigModel:
+    if not overrides:
+        return parse_model(model, data, source)
+    data = apply_overrides(data, overrides, model, source)
+    try:
+        return parse_model(model, data, source)
+    except ConfigError as exc:
+        raise annotate(exc, overrides) from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ConfigModel:
+    """Load any Outrider config file (run or service config), with `KEY=VALUE` overrides."""
+    return parse_config(read_yaml(path), str(path), overrides)
+
+
+def load_service_config(service: str, path: str | Path | None, overrides: Sequence[str] = ()):
+    """The config of one service, from its own file or from a run config's section.
+    Override keys are paths in the file given (`policy.model` in a run config), or in
+    the service's config when there is no file."""
     if service not in SERVICE_CONFIGS:
         raise ConfigError(str(path), [("service", f"unknown service {service!r}; valid: {', '.join(SERVICE_CONFIGS)}")])
     if path is None:
-        return SERVICE_CONFIGS[service]()
-    config = load_config(path)
+        return _parse_overridden(SERVICE_CONFIGS[service], {}, "<defaults>", overrides)
+    config = load_config(path, overrides)
     if isinstance(config, RunConfig):
         return getattr(config, service)
     if config.kind != service:
@@ -61,17 +83,20 @@ __all__ = [
     "ConfigError",
     "ConfigModel",
     "CurriculumServiceConfig",
+    "DPOConfig",
     "EnvServiceConfig",
     "LogConfig",
     "PolicyServiceConfig",
     "RedisConfig",
     "RewardServiceConfig",
     "RunConfig",
+    "SFTConfig",
     "SERVICE_CONFIGS",
     "SERVICE_NAMES",
     "ServerConfig",
     "StackConfig",
     "dump_yaml",
+    "is_override",
     "load_config",
     "load_model",
     "load_service_config",

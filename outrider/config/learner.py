@@ -43,6 +43,41 @@ class KLConfig(ConfigModel):
         return _checked("kl_estimator" if info.field_name == "estimator" else "kl_controller", value)
 
 
+class DistillationConfig(ConfigModel):
+    """On-policy distillation: a frozen teacher scores the student's own sampled tokens and
+    the per-token reverse KL d_t = log π_θ(y_t) − log π_T(y_t) trains the student
+    (docs/algorithms.md, "On-policy distillation")."""
+
+    teacher: str | None = None
+    """Teacher model (frozen; a built-in name or an HF folder with the actor's vocabulary),
+    loaded by the learner and run in the scoring pass; null: no distillation."""
+    placement: Literal["advantage", "loss"] = "advantage"
+    """`advantage`: A_t = rl_coef·A_t + coef·(log π_T(y_t) − log π_old(y_t)), discount 0
+    (needs the scoring pass for π_old); `loss`: per-token loss = rl_coef·policy loss +
+    coef·estimator(log π_θ, log π_T)."""
+    coef: float = Field(1.0, gt=0.0, le=100.0)
+    """Weight of the distillation term."""
+    rl_coef: float = Field(1.0, ge=0.0, le=100.0)
+    """Weight of the reward-driven part (the estimator's advantages, or the policy loss);
+    0: distillation alone. KL-to-reference and the entropy bonus are not scaled."""
+    estimator: Algorithm = Algorithm(name="k3_is")
+    """KL estimator of the `loss` placement: `k3_is` or `k2` (gradient of the reverse KL),
+    `k3` (of the forward KL); `k1` is refused (its expected gradient is 0)."""
+
+    @field_validator("estimator")
+    @classmethod
+    def _registered(cls, value: Algorithm) -> Algorithm:
+        return _checked("kl_estimator", value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillationConfig:
+        if self.teacher is None and self.rl_coef != 1.0:
+            raise ValueError("rl_coef scales the RL term against distillation: set teacher, or leave rl_coef at 1")
+        if self.placement == "loss" and self.estimator.name == "k1":
+            raise ValueError("estimator k1 has expected gradient 0 as a loss: use k3_is, k2 or k3")
+        return self
+
+
 # Config field -> registry kind of the algorithms it names.
 _KINDS = {
     "advantage": "advantage",
@@ -87,6 +122,8 @@ class AlgorithmConfig(ConfigModel):
     """Drop groups whose rewards are all equal (they carry no group-relative signal)."""
     value_clip: float | None = Field(0.2, gt=0.0)
     """Critic: clip the value update to ±value_clip around the old value (null: no clipping)."""
+    distillation: DistillationConfig = DistillationConfig()
+    """On-policy distillation to a teacher model, alone or added to the RL objective."""
 
     @field_validator("advantage", "policy_loss", "aggregation", "transforms", "reward_shaping")
     @classmethod

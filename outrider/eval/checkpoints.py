@@ -97,11 +97,12 @@ def parse_checkpoint_args(values: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def resolve_checkpoint(name: str, source: str) -> Checkpoint:
-    """What SOURCE points at (see the module docstring); CheckpointError when nothing fits."""
+def resolve_checkpoint(name: str, source: str, where: str | None = None) -> Checkpoint:
+    """What SOURCE points at (see the module docstring); CheckpointError when nothing fits,
+    its message starting with `where` (default: the --checkpoint argument)."""
     from outrider.models import BUILTIN_MODELS, builtin_names, resolve_model
 
-    where = f"--checkpoint {name}={source}"
+    where = where or f"--checkpoint {name}={source}"
     if source in BUILTIN_MODELS:
         return Checkpoint(name, source, folder=resolve_model(source))
     path = Path(source).expanduser()
@@ -131,7 +132,7 @@ def resolve_checkpoint(name: str, source: str) -> Checkpoint:
 
 
 def _deepspeed(name: str, source: str, root: Path, step: int | None, where: str) -> Checkpoint:
-    from outrider.config import ConfigError, load_config
+    from outrider.config import ConfigError, RunConfig, load_config
     from outrider.learner.checkpoint import checkpoint_tag
     from outrider.models import ModelNotFound, resolve_model
 
@@ -143,7 +144,12 @@ def _deepspeed(name: str, source: str, root: Path, step: int | None, where: str)
     if not run_yaml.is_file():
         raise CheckpointError(f"{where}: {run_yaml} is missing; it names the run's initial model (learner.model)")
     try:
-        model_from = resolve_model(load_config(run_yaml).learner.model)
+        config = load_config(run_yaml)
+        # A run config names it in its learner section; an offline (sft/dpo) config at top level.
+        model = config.learner.model if isinstance(config, RunConfig) else getattr(config, "model", None)
+        if model is None:
+            raise CheckpointError(f"{where}: {run_yaml} is a {config.kind!r} config and names no initial model")
+        model_from = resolve_model(model)
     except (ConfigError, ModelNotFound) as exc:
         raise CheckpointError(f"{where}: the run's initial model from {run_yaml}: {exc}") from None
     return Checkpoint(name, source, checkpoints_root=root, tag=tag, model_from=model_from)

@@ -88,6 +88,14 @@ def _sampling(cfg: RolloutConfig, max_tokens: int, n: int = 1) -> dict:
     return params
 
 
+def _support(cfg: RolloutConfig) -> trajectory_pb2.SamplingSupport | None:
+    """The turn's truncated support, for the learner to take log-probs over (None: full vocabulary)."""
+    sampling = cfg.sampling
+    if sampling.temperature > 0 and (sampling.top_k > 0 or sampling.top_p < 1):
+        return trajectory_pb2.SamplingSupport(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
+    return None
+
+
 class GroupPlayer:
     """Plays groups against a policy service and an env service."""
 
@@ -198,9 +206,13 @@ class GroupPlayer:
             completion_length=len(ids),
             policy_version=version,
             finish_reason=completion.finish_reason,
+            sampling=_support(self.cfg),
         )
         episode.token_ids += ids
-        episode.logprobs += list(completion.logprobs)
+        # A truncated turn is trained over its support (Turn.sampling): record the sampler's
+        # log-probs over it where the backend reports them, else the full-vocabulary ones.
+        truncated = turn.HasField("sampling") and len(completion.support_logprobs) == len(ids)
+        episode.logprobs += list(completion.support_logprobs if truncated else completion.logprobs)
         episode.loss_mask += [True] * len(ids)
         episode.messages.append(ChatMessage(role="assistant", content=completion.text))
         try:

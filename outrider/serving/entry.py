@@ -32,11 +32,17 @@ def parse_service_args(service: str, argv: list[str] | None) -> argparse.Namespa
     parser.add_argument("--config", help=f"YAML file: a `kind: {service}` config or a run config")
     parser.add_argument("--port", type=int, help="gRPC port (overrides the config; 0 picks a free one)")
     parser.add_argument("--host", help="interface to bind (overrides the config)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="overrides of the config's fields: paths in the --config file (policy.model in a run config), "
+        "or in the service's config without one",
+    )
+    # Intermixed: overrides may come before or after the options.
+    return parser.parse_intermixed_args(argv)
 
 
 def load_for_service(service: str, args: argparse.Namespace):
-    cfg = load_service_config(service, args.config)
+    cfg = load_service_config(service, args.config, args.overrides)
     updates = {k: v for k, v in (("port", args.port), ("host", args.host)) if v is not None}
     if updates:
         cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=updates)})

@@ -116,7 +116,10 @@ class TrajectoryReceiver(abc.ABC):
         still missing from `stats().demand` and produce only that much, so rollouts run
         while the learner waits instead of competing with it for the machine. The bus
         derives it from its own pending count — demand = groups − (pending − held) — so
-        a delivery lowers it at once, before the consumer says anything again."""
+        a delivery lowers it at once, before the consumer says anything again, and a
+        commit takes the committed groups out of `held` as it takes them out of
+        `pending`: the next step's demand can be announced before this step's groups
+        are committed (the learner does so right after it publishes its weights)."""
 
     def close(self) -> None:
         """Release connections."""

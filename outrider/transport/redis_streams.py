@@ -67,8 +67,9 @@ return redis.call('XADD', KEYS[1], '*', 'gid', ARGV[1], 'data', ARGV[2])
 
 _COMMIT = """
 local fresh = {}
+local acked = 0
 for i = 2, #ARGV, 2 do
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
   redis.call('XDEL', KEYS[1], ARGV[i])
   if redis.call('SADD', KEYS[2], ARGV[i + 1]) == 1 then
     table.insert(fresh, ARGV[i + 1])
@@ -77,6 +78,15 @@ for i = 2, #ARGV, 2 do
   end
 end
 redis.call('HINCRBY', KEYS[3], 'committed', #fresh)
+-- The acked entries leave `pending`; they leave the announced `held` with it, so that
+-- demand = groups - (pending - held) is the same before and after a commit.
+local demand = redis.call('GET', KEYS[4])
+if demand and acked > 0 then
+  local groups, held = string.match(demand, '^(%d+) (%d+)$')
+  if groups then
+    redis.call('SET', KEYS[4], groups .. ' ' .. math.max(0, tonumber(held) - acked))
+  end
+end
 return fresh
 """
 
@@ -145,8 +155,9 @@ class _RedisBus:
             pass  # no consumer group yet: nothing is pending
         if demand is not None:
             groups, held = (int(v) for v in demand.split())
-            # Commits after the step's demand went to 0 lower `pending` below `held`:
-            # they are not deliveries, and a consumer that wants nothing wants nothing.
+            # A commit lowers `pending` and `held` together (the commit script), so the
+            # demand announced for the next step before a checkpoint commits this one's
+            # groups stays right; a consumer that wants nothing wants nothing.
             values["demand"] = max(0, groups - max(0, pending - held))
         return BusStats(queued=queued, pending=pending, **values)
 
@@ -371,7 +382,7 @@ class RedisReceiver(_RedisBus, TrajectoryReceiver):
         args: list[str] = [self.cfg.consumer_group]
         for entry_id, gid in entries:
             args += [entry_id, gid]
-        keys = [self.keys.stream, self.keys.committed, self.keys.stats]
+        keys = [self.keys.stream, self.keys.committed, self.keys.stats, self.keys.demand]
         fresh = {m.decode() for m in _retrying(lambda: self._commit_script(keys=keys, args=args), self.cfg, "commit")}
         ids = [gid for _, gid in entries]
         return CommitResult(committed=[g for g in ids if g in fresh], duplicates=[g for g in ids if g not in fresh])

@@ -52,6 +52,13 @@ def _trajectory_problem(traj) -> str | None:
         end = turn.start + turn.completion_length + turn.observation_length
         if end > length:
             return f"turns[{turn_index}] ends at {end} > len(token_ids)={length}"
+        if turn.HasField("sampling"):
+            support = turn.sampling
+            if not (support.temperature > 0 and support.top_k >= 0 and 0 < support.top_p <= 1):
+                return (
+                    f"turns[{turn_index}].sampling: temperature={support.temperature} must be > 0, "
+                    f"top_k={support.top_k} >= 0, top_p={support.top_p} in (0, 1]"
+                )
     # An infra-failed episode travels with its error; the learner leaves it out of its group.
     if traj.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK) and not traj.infra_failure:
         return f"trajectory status {ItemStatus.Code.Name(traj.status.code)}: {traj.status.message}"

@@ -53,6 +53,8 @@ class CompletionResult:
     finish_reason: FinishReason
     stop_string: str = ""
     text: str = ""
+    support_logprobs: list[float] = field(default_factory=list)
+    """Renormalised over the truncated support (Completion.support_logprobs); empty without truncation."""
 
 
 @dataclass

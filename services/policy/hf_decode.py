@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 
+from outrider.learner.algos.sampling_support import keep_mask, truncated_logprobs, truncates
 from outrider.services.policy.backend import CompletionDelta, CompletionResult, FinishReason, SamplingSpec
 from outrider.services.policy.sampling import find_stop, sample_tokens
 
@@ -29,6 +30,7 @@ class Row:
         self.generator = generator
         self.token_ids: list[int] = []
         self.logprobs: list[float] = []
+        self.support_logprobs: list[float] = []
         self.text = ""
         self.emitted = 0
         self.searched = 0
@@ -58,9 +60,13 @@ class Row:
         self.text += after[len(before) :]
         self._prefix_offset = self._read_offset = len(self.token_ids)
 
-    def append(self, token: int, logprob: float, tokenizer, stop_ids: frozenset[int]) -> CompletionDelta:
+    def append(
+        self, token: int, logprob: float, tokenizer, stop_ids: frozenset[int], support_logprob: float | None = None
+    ) -> CompletionDelta:
         self.token_ids.append(token)
         self.logprobs.append(logprob)
+        if support_logprob is not None:
+            self.support_logprobs.append(support_logprob)
         self._decode_step(tokenizer)
         if self.spec.stop:
             found = find_stop(self.text, self.searched, self.spec.stop)
@@ -89,7 +95,9 @@ class Row:
 
     def result(self) -> CompletionResult:
         assert self.finish_reason is not None
-        return CompletionResult(list(self.token_ids), list(self.logprobs), self.finish_reason, self.stop_string, self.text)
+        return CompletionResult(
+            list(self.token_ids), list(self.logprobs), self.finish_reason, self.stop_string, self.text, list(self.support_logprobs)
+        )
 
 
 def _left_padded(prompts: list[tuple[int, ...]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,14 +142,21 @@ def decode_rows(
     temperature = torch.tensor([row.spec.temperature for row in rows], device=device)
     top_k = torch.tensor([row.spec.top_k for row in rows], device=device)
     top_p = torch.tensor([row.spec.top_p for row in rows], device=device)
+    truncating = bool(truncates(temperature, top_k, top_p).any())
     while True:
-        logprobs = torch.log_softmax(logits, dim=-1)
         tokens = sample_tokens(logits, temperature, top_k, top_p, [rows[r].generator for r in active])
-        picked = logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
+        picked = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
+        # Over the support each token was drawn from, renormalised (untempered logits):
+        # what the learner recomputes from the turn's recorded top-k/top-p.
+        in_support: list[float | None] = [None] * len(active)
+        if truncating:
+            values = truncated_logprobs(logits, tokens, keep_mask(logits, temperature, top_k, top_p)).tolist()
+            rows_truncating = truncates(temperature, top_k, top_p).tolist()
+            in_support = [v if t else None for v, t in zip(values, rows_truncating)]
         keep = []
         for b, (r, token) in enumerate(zip(active, tokens.tolist())):
             row = rows[r]
-            delta = row.abort_delta() if is_cancelled(row) else row.append(token, picked[b], tokenizer, stop_ids[r])
+            delta = row.abort_delta() if is_cancelled(row) else row.append(token, picked[b], tokenizer, stop_ids[r], in_support[b])
             on_delta(row, delta)
             if row.finish_reason is None:
                 keep.append(b)

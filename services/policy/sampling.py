@@ -7,26 +7,10 @@ from __future__ import annotations
 
 import torch
 
+# The truncation rule is shared with the learner, which recomputes the same support.
+from outrider.learner.algos.sampling_support import filter_logits
 
-def filter_logits(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """Mask everything outside each row's top-k and nucleus (top-p) set with -inf.
-
-    logits: (B, V) float, already divided by the temperature.
-    top_k: (B,) long, 0 keeps all. top_p: (B,) float in (0, 1].
-    Nucleus: keep the smallest prefix of tokens sorted by probability whose mass
-    reaches top_p, i.e. drop token j when the mass before it, sum_{i<j} p_i, is
-    already >= top_p (the most likely token is always kept).
-    """
-    vocab = logits.shape[-1]
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
-    ranks = torch.arange(vocab, device=logits.device).expand_as(sorted_logits)
-    k = torch.where(top_k > 0, top_k, torch.full_like(top_k, vocab)).unsqueeze(-1)
-    drop = ranks >= k
-    probs = torch.softmax(sorted_logits.masked_fill(drop, float("-inf")), dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs
-    drop |= (mass_before >= top_p.unsqueeze(-1)) & (ranks > 0)
-    filtered = sorted_logits.masked_fill(drop, float("-inf"))
-    return torch.empty_like(logits).scatter_(-1, order, filtered)
+__all__ = ["filter_logits", "find_stop", "sample_tokens", "stable_text"]
 
 
 def sample_tokens(

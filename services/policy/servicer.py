@@ -215,5 +215,5 @@ def _numel(shape: tuple[int, ...]) -> int:
 def _completion(c: CompletionResult) -> policy_pb2.Completion:
     return policy_pb2.Completion(
         token_ids=c.token_ids, logprobs=c.logprobs, finish_reason=FINISH[c.finish_reason], stop_string=c.stop_string,
-        text=c.text,
+        text=c.text, support_logprobs=c.support_logprobs,
     )

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from outrider.learner.algos.sampling_support import keep_mask, truncated_logprobs
 from outrider.services.policy.backend import (
     Backend,
     BackendDead,
@@ -152,7 +153,9 @@ class VLLMBackend(Backend):
             stop_token_ids=list(spec.stop_token_ids) or None,
             seed=spec.seed,
             ignore_eos=spec.ignore_eos,
-            logprobs=0,
+            # With top-k, the k most likely raw log-probs hold the whole support: enough to
+            # renormalise over it (Completion.support_logprobs). Top-p alone is not reported.
+            logprobs=_support_width(spec),
             skip_special_tokens=True,
             output_kind=output_kind,
         )
@@ -176,7 +179,7 @@ class VLLMBackend(Backend):
             async for output in self._run(prompt, self._params(sampling, len(prompt), RequestOutputKind.FINAL_ONLY)):
                 final = output
             assert final is not None
-            results = [_result(c) for c in sorted(final.outputs, key=lambda c: c.index)]
+            results = [_result(c, sampling) for c in sorted(final.outputs, key=lambda c: c.index)]
             return results * (sampling.n // len(results))
 
         return list(await asyncio.gather(*(one(p) for p in prompts)))
@@ -336,11 +339,36 @@ def _logprobs(completion) -> list[float]:
     return [entry[token].logprob for token, entry in zip(completion.token_ids, completion.logprobs or [])]
 
 
-def _result(completion) -> CompletionResult:
+def _support_width(spec: SamplingSpec) -> int:
+    """Raw log-probs to return per position: top_k where the support is top-k (within which
+    any nucleus lies), else only the sampled token's."""
+    return spec.top_k if spec.temperature > 0 and spec.top_k > 0 else 0
+
+
+def _support_logprobs(completion, spec: SamplingSpec) -> list[float]:
+    """log π_S(y) = z_y − logsumexp_S z at each position, S recomputed with the learner's rule
+    (outrider.learner.algos.sampling_support) from the top-k raw log-probs (log-softmax
+    values differ from logits by a per-position constant, which neither S nor π_S sees)."""
+    k = _support_width(spec)
+    if not k:
+        return []
+    out = []
+    for token, entry in zip(completion.token_ids, completion.logprobs or []):
+        # The k best (1-based ranks) and the sampled token, which a tie may rank k + 1.
+        ranked = sorted((lp.rank or k, t, lp.logprob) for t, lp in entry.items() if t == token or (lp.rank or k + 1) <= k)
+        ids = [t for _, t, _ in ranked]
+        z = torch.tensor([[v for _, _, v in ranked]], dtype=torch.float32)
+        keep = keep_mask(z, torch.tensor([spec.temperature]), torch.tensor([0]), torch.tensor([spec.top_p]))
+        keep[0, ids.index(token)] = True
+        out.append(float(truncated_logprobs(z, torch.tensor([ids.index(token)]), keep)[0]))
+    return out
+
+
+def _result(completion, spec: SamplingSpec) -> CompletionResult:
     stop = completion.stop_reason if isinstance(completion.stop_reason, str) else ""
     return CompletionResult(
         list(completion.token_ids), _logprobs(completion), _FINISH.get(completion.finish_reason, "abort"), stop,
-        completion.text,
+        completion.text, _support_logprobs(completion, spec),
     )
 
 

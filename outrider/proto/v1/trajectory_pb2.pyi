@@ -22,20 +22,32 @@ INFRA_FAILURE_POLICY_TIMEOUT: InfraFailure
 INFRA_FAILURE_REWARD_ERROR: InfraFailure
 
 class Turn(_message.Message):
-    __slots__ = ("start", "completion_length", "observation_length", "policy_version", "env_reward", "finish_reason")
+    __slots__ = ("start", "completion_length", "observation_length", "policy_version", "env_reward", "finish_reason", "sampling")
     START_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_LENGTH_FIELD_NUMBER: _ClassVar[int]
     OBSERVATION_LENGTH_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     ENV_REWARD_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
     start: int
     completion_length: int
     observation_length: int
     policy_version: int
     env_reward: float
     finish_reason: _common_pb2.FinishReason
-    def __init__(self, start: _Optional[int] = ..., completion_length: _Optional[int] = ..., observation_length: _Optional[int] = ..., policy_version: _Optional[int] = ..., env_reward: _Optional[float] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ...) -> None: ...
+    sampling: SamplingSupport
+    def __init__(self, start: _Optional[int] = ..., completion_length: _Optional[int] = ..., observation_length: _Optional[int] = ..., policy_version: _Optional[int] = ..., env_reward: _Optional[float] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., sampling: _Optional[_Union[SamplingSupport, _Mapping]] = ...) -> None: ...
+
+class SamplingSupport(_message.Message):
+    __slots__ = ("temperature", "top_k", "top_p")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    top_k: int
+    top_p: float
+    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ...) -> None: ...
 
 class StepReward(_message.Message):
     __slots__ = ("token_index", "score", "reward")

@@ -107,3 +107,44 @@ def test_logits_from_the_first_trained_position_match_a_full_forward():
     torch.testing.assert_close(entropy.double()[mask], expected_entropy[mask], rtol=0, atol=1e-5)
     first = int(mask.any(0).nonzero()[0, 0])
     assert torch.equal(logprobs[:, :first], torch.zeros_like(logprobs[:, :first]))
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_packed_suffixes_give_the_same_update_as_padded_ones(name, monkeypatch):
+    # The packed suffix pass (outrider.learner.forward) against the padded one, on the same
+    # micro-batch plan: the same gradients to 1e-6. Then the default, which also cuts the
+    # micro-batches by real tokens: another plan, so float32 sums in another order (~1e-5,
+    # the bound of test_learner_microbatch.py for two token budgets).
+    import outrider.learner.forward as forward
+    import outrider.learner.step as step
+
+    init_distributed("gloo")
+    cfg = parse_config(
+        {"learner": {"optimizer": {"lr": 1.0, "eps": 1e3, "grad_clip": None}, "algorithm": ALGORITHMS[name]}}
+    ).learner
+    batch = build_batch(groups_with_varied_lengths())
+    assert forward.supports_packed_suffix(load_actor("tiny-random"), int(batch.lengths.max()))
+    default, default_metrics = one_step(cfg, batch, "auto")
+    monkeypatch.setattr(step, "packs_without_padding", lambda *_: False)
+    packed, packed_metrics = one_step(cfg, batch, "auto")  # packed forward, padded plan
+    monkeypatch.setattr(forward, "supports_packed_suffix", lambda *_: False)
+    padded, padded_metrics = one_step(cfg, batch, "auto")
+
+    def relative(a, b):
+        norm = torch.sqrt(sum((d**2).sum() for d in b.values()))
+        assert norm > 0, "the step changed the weights"
+        return float(torch.sqrt(sum(((a[n] - b[n]) ** 2).sum() for n in b)) / norm)
+
+    assert relative(packed, padded) < 1e-6
+    for key in ("actor/loss", "entropy", "actor/ratio_mean"):
+        if key in padded_metrics:
+            assert packed_metrics[key] == pytest.approx(padded_metrics[key], rel=1e-6, abs=1e-7), key
+    if name == "entropy-controls":
+        # forking_tokens keeps the top 20% entropies of each micro-batch it is applied to
+        # (learner/step.py applies the transforms per micro-batch), so another plan keeps
+        # other tokens: plan-dependent by construction, not a rounding difference.
+        return
+    assert relative(default, padded) < 5e-5
+    for key in ("actor/loss", "entropy", "actor/ratio_mean"):
+        if key in padded_metrics:
+            assert default_metrics[key] == pytest.approx(padded_metrics[key], rel=1e-5, abs=1e-6), key

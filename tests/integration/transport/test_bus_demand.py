@@ -60,6 +60,39 @@ def test_held_groups_of_earlier_steps_do_not_count_as_deliveries_of_this_step(bu
     assert learner.stats().demand == 0
 
 
+def test_next_steps_demand_announced_before_the_commit_survives_it(bus):
+    # The learner publishes its weights, announces the next step at once (its 2 trained
+    # groups still held), then checkpoints and commits them while new groups arrive.
+    _, _, sender, learner = bus
+    for gid in ("a1", "a2"):
+        sender.send(make_group(gid))
+    trained = learner.receive(2, block_s=0.1)
+    learner.announce_demand(2, held=2)
+    assert learner.stats().demand == 2  # 2 − (2 − 2)
+    sender.send(make_group("b1"))
+    learner.receive(2, block_s=0.1)  # a delivery of the next step before the commit
+    assert learner.stats().demand == 1  # 2 − (3 − 2)
+    learner.commit(trained)
+    # pending 1, held 2 − 2 = 0: still 2 − (1 − 0) = 1. Without taking the committed groups
+    # out of `held`, the bus would say 2 − max(0, 1 − 2) = 2 and a dispatcher would
+    # produce a group the step does not need.
+    assert learner.stats().demand == 1
+    assert learner.client.get(learner.keys.demand) == b"2 0"
+    sender.send(make_group("b2"))
+    learner.receive(2, block_s=0.1)
+    assert learner.stats().demand == 0
+
+
+def test_a_commit_of_nothing_pending_leaves_the_demand_alone(bus):
+    _, _, sender, learner = bus
+    sender.send(make_group("c1"))
+    (delivery,) = learner.receive(1, block_s=0.1)
+    learner.commit([delivery])
+    learner.announce_demand(3, held=1)
+    learner.commit([delivery])  # committed twice: nothing acked the second time
+    assert learner.client.get(learner.keys.demand) == b"3 1"
+
+
 def test_announce_rejects_negative_counts(bus):
     *_, learner = bus
     with pytest.raises(ValueError, match="demand needs groups >= 0 and held >= 0"):

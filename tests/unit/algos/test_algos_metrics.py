@@ -98,3 +98,33 @@ def test_group_statistics_and_last_token():
     torch.testing.assert_close(group_std(x, g), t64([math.sqrt(2), 0.0, math.sqrt(2)]), rtol=0, atol=1e-15)
     mask = torch.tensor([[1, 1, 0, 1, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
     assert last_token_index(mask).tolist() == [3, 0, 0]
+
+
+def test_logprobs_and_entropy_in_one_pass_equal_log_softmax():
+    from outrider.learner.algos import logprobs_and_entropy
+
+    # Two positions over a 3-token vocabulary, by hand: z = (0, 0, 0) gives log π = −ln 3 and
+    # H = ln 3; z = (ln 1, ln 2, ln 1) gives π = (1/4, 1/2, 1/4), H = 1.5 ln 2.
+    logits = torch.tensor([[0.0, 0.0, 0.0], [0.0, math.log(2.0), 0.0]], dtype=torch.float64)
+    labels = torch.tensor([2, 1])
+    picked, entropy = logprobs_and_entropy(logits, labels)
+    torch.testing.assert_close(picked, torch.tensor([-math.log(3.0), math.log(0.5)], dtype=torch.float64))
+    torch.testing.assert_close(entropy, torch.tensor([math.log(3.0), 1.5 * math.log(2.0)], dtype=torch.float64))
+
+    # Random logits, chunked (chunk 3 over 7 rows), against torch.log_softmax; gradients too.
+    torch.manual_seed(0)
+    z = torch.randn(7, 11, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 11, (7,))
+    picked, entropy = logprobs_and_entropy(z, y, entropy_grad=True, chunk_size=3)
+    log_p = torch.log_softmax(z, -1)
+    want_picked, want_entropy = log_p.gather(-1, y[:, None])[:, 0], -(log_p.exp() * log_p).sum(-1)
+    torch.testing.assert_close(picked, want_picked, rtol=0, atol=1e-12)
+    torch.testing.assert_close(entropy, want_entropy, rtol=0, atol=1e-12)
+    (g_got,) = torch.autograd.grad((picked + entropy).sum(), z)
+    (g_want,) = torch.autograd.grad((want_picked + want_entropy).sum(), z)
+    torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-12)
+
+    # entropy_grad=False: the entropy is detached, the log-probs are not.
+    picked, entropy = logprobs_and_entropy(z, y, entropy_grad=False, chunk_size=3)
+    assert picked.requires_grad and not entropy.requires_grad
+    torch.testing.assert_close(entropy, want_entropy.detach(), rtol=0, atol=1e-12)

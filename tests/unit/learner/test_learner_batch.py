@@ -64,3 +64,13 @@ def test_every_rank_gets_the_same_number_of_passes():
     # so both ranks run two (ZeRO-3 gathers parameters collectively).
     plan = plan_micro_batches(list(range(6)), lengths, 2, token_budget=20)
     assert plan == [[[0, 3], [4, 5]], [[1, 2], []]]
+
+
+def test_unpadded_micro_batches_count_real_tokens_and_keep_row_order():
+    lengths = [10, 9, 8, 3, 2, 1]
+    # In order: 10 + 9 = 19 ≤ 20, + 8 = 27 > 20 → [0, 1]; 8 + 3 + 2 + 1 = 14 → [2, 3, 4, 5].
+    # (Padded, the same budget needs three passes: the test above.)
+    assert pack_micro_batches(list(range(6)), lengths, 20, padded=False) == [[0, 1], [2, 3, 4, 5]]
+    # The given order is kept (a group's rows stay together), not sorted by length.
+    assert pack_micro_batches([5, 0, 4, 1], lengths, 12, padded=False) == [[5, 0], [4, 1]]
+    assert pack_micro_batches([0, 5], lengths, 4, padded=False) == [[0], [5]]

@@ -70,6 +70,7 @@ def test_shared_prefix_logprobs_entropies_and_gradients_equal_a_direct_forward()
     model = load_actor("tiny-random").double()
     assert supports_shared_prefix(model)
     batch = make_batch()
+    assert _packed_path_taken(model, batch)  # the packed suffix pass (sdpa) is what is compared
     mask = batch.mask.bool()
     logprobs, entropy = shared_prefix_logprobs(model, batch, with_entropy=True)
     want_logprobs, want_entropy = direct(model, batch)
@@ -91,3 +92,51 @@ def test_unsupported_models_take_the_plain_forward():
     model = load_actor("tiny-random")
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     assert not supports_shared_prefix(model), "HF drops the KV cache under gradient checkpointing"
+
+
+def _packed_path_taken(model, batch) -> bool:
+    from outrider.learner.forward import supports_packed_suffix
+
+    return supports_packed_suffix(model, int(batch.lengths.max()))
+
+
+def test_packed_suffix_with_eager_attention_equals_a_direct_forward():
+    # Eager attention adds its mask to the scores: the packed pass hands it an additive mask.
+    torch.manual_seed(0)
+    model = load_actor("tiny-random").double()
+    model.config._attn_implementation = "eager"
+    batch = make_batch()
+    assert _packed_path_taken(model, batch)
+    mask = batch.mask.bool()
+    logprobs, _ = shared_prefix_logprobs(model, batch)
+    want, _ = direct(model, batch)
+    torch.testing.assert_close(logprobs[mask], want[mask], rtol=0, atol=1e-10)
+
+
+def test_a_sliding_window_shorter_than_the_batch_takes_the_padded_suffix_pass():
+    from outrider.learner.forward import supports_packed_suffix
+
+    model = load_actor("tiny-random").double()
+    batch = make_batch()
+    longest = int(batch.lengths.max())
+    model.config.sliding_window, model.config.use_sliding_window = longest - 1, True
+    assert not supports_packed_suffix(model, longest)
+    assert supports_packed_suffix(model, longest - 1)
+    model.config.sliding_window, model.config.use_sliding_window = None, False
+    # With the padded suffix pass forced (an architecture the packed pass does not claim),
+    # the shared-prefix forward is still exact.
+    model.config.model_type = "mistral"
+    assert supports_shared_prefix(model) and not supports_packed_suffix(model, longest)
+    mask = batch.mask.bool()
+    logprobs, entropy = shared_prefix_logprobs(model, batch, with_entropy=True)
+    want_logprobs, want_entropy = direct(model, batch)
+    torch.testing.assert_close(logprobs[mask], want_logprobs[mask], rtol=0, atol=1e-10)
+    torch.testing.assert_close(entropy[mask], want_entropy[mask], rtol=0, atol=1e-10)
+
+
+def test_length_buckets_by_power_of_two():
+    from outrider.learner.forward import length_buckets
+
+    # bit_length: 1 → 1; 2, 3 → 2; 4..7 → 3; 8..15 → 4; 128 → 8. Shortest bucket first, row order kept.
+    assert length_buckets([5, 1, 128, 3, 7, 2, 9, 4]) == [[1], [3, 5], [0, 4, 7], [6], [2]]
+    assert length_buckets([6]) == [[0]]
