@@ -138,21 +138,15 @@ def outrider_config(work: workload.Workload, folder: Path, n: int) -> Path:
     return path
 
 
-def _bench_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def run_outrider(config_path: Path, budget_s: float) -> list[dict]:
     """`outrider train` until the first learner step that ends past the budget, then SIGINT
     (a graceful stop); the checkpoints of the steps with their times on the clock."""
     run_dir = config_path.parent / vs_trl_outrider.RUN_NAME
     metrics = run_dir / "metrics.jsonl"
-    command = [*vs_trl_outrider._outrider_command(), "train", str(config_path), "--overwrite", "--no-report"]
+    command = [*vs_trl_outrider.outrider_command(), "train", str(config_path), "--overwrite", "--no-report"]
     print(f"[outrider] {' '.join(command)} (stopped after {budget_s / 60:.1f} min)", flush=True)
     launch = time.time()
-    process = subprocess.Popen(command, env=_bench_env())
+    process = subprocess.Popen(command, env=vs_trl_outrider.bench_env())
     steps: list[dict] = []
     try:
         while process.poll() is None:
@@ -191,12 +185,12 @@ def evaluate(config_path: Path, model_path: Path, plan: dict[str, list[dict]], n
         for row in rows:
             if row["source"] is not None:
                 sources[row["checkpoint"]] = row["source"]
-    command = [*vs_trl_outrider._outrider_command(), "eval", str(config_path), "--n", str(n), "--tasks", str(tasks),
+    command = [*vs_trl_outrider.outrider_command(), "eval", str(config_path), "--n", str(n), "--tasks", str(tasks),
                "--out", str(eval_dir), "--overwrite", "--base", "base"]
     for name, source in sources.items():
         command += ["--checkpoint", f"{name}={source}"]
     print(f"[eval] outrider eval: {len(sources)} checkpoints x {tasks} problems x {n} samples", flush=True)
-    if subprocess.run(command, env=_bench_env()).returncode != 0:
+    if subprocess.run(command, env=vs_trl_outrider.bench_env()).returncode != 0:
         raise RuntimeError(f"`outrider eval` failed; logs in {eval_dir / 'logs'}")
     scores = {}
     for name in sources:
@@ -255,8 +249,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=4, help="samples per held-out problem")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of: trl,outrider")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-ttq/result.json"))
-    parser.add_argument("--trl-venv", type=Path, default=None, help="TRL's venv (default: $OUTRIDER_CACHE/trl-venv)")
-    parser.add_argument("--trl-python", default=vs_trl_venv.PYTHON, help="interpreter that creates TRL's venv")
+    vs_trl_venv.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.budget_min <= 0 or args.points < 1 or args.n < 1:
         parser.error("--budget-min must be positive, --points and --n at least 1")

@@ -179,8 +179,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="steps before the measured ones (>= 1)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of: trl,outrider")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-vs-trl/result.json"))
-    parser.add_argument("--trl-venv", type=Path, default=None, help="TRL's venv (default: $OUTRIDER_CACHE/trl-venv)")
-    parser.add_argument("--trl-python", default=vs_trl_venv.PYTHON, help="interpreter that creates TRL's venv")
+    vs_trl_venv.add_arguments(parser)
     args = parser.parse_args(argv)
     args.steps = args.steps or DEFAULT_STEPS[args.scale]
     if args.warmup < 1 or args.steps < 1:

@@ -106,16 +106,23 @@ def write_run_files(work: workload.Workload, total_steps: int, folder: Path) -> 
     return config_path
 
 
-def _outrider_command() -> list[str]:
+def outrider_command() -> list[str]:
     script = Path(sys.executable).parent / "outrider"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "outrider.cli.main"]
 
 
-def train(config_path: Path) -> float:
-    """Run `outrider train` on the config (output streams to the terminal); return its wall seconds."""
+def bench_env() -> dict:
+    """The environment of an `outrider` command a bench runs: bench/ on PYTHONPATH, so the
+    env service can import the environment `vs_trl_env:SumEnv`."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p)
-    command = [*_outrider_command(), "train", str(config_path), "--overwrite", "--no-report"]
+    return env
+
+
+def train(config_path: Path) -> float:
+    """Run `outrider train` on the config (output streams to the terminal); return its wall seconds."""
+    env = bench_env()
+    command = [*outrider_command(), "train", str(config_path), "--overwrite", "--no-report"]
     print(f"[outrider] {' '.join(command)}", flush=True)
     started = time.monotonic()
     done = subprocess.run(command, env=env)

@@ -110,3 +110,9 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def add_arguments(parser) -> None:
+    """The command-line options of a bench that runs TRL (bench/vs_trl.py, bench/time_to_quality.py)."""
+    parser.add_argument("--trl-venv", type=Path, default=None, help="TRL's venv (default: $OUTRIDER_CACHE/trl-venv)")
+    parser.add_argument("--trl-python", default=PYTHON, help="interpreter that creates TRL's venv")
