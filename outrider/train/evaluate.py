@@ -32,6 +32,8 @@ class EvalResult:
     """Solved on the first turn, by k."""
     mean_turns: float
     errors: int
+    finished_at: float | None = None
+    """Unix time at which the evaluation ended (the run report places it on its wall clock)."""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))

@@ -2,7 +2,9 @@
 
 Reads what a run leaves behind: metrics.jsonl (one record per learner step),
 eval_before.json / eval_after.json (pass@k on held-out tasks) and
-summary.json (ledger, rollouts), and writes RUN_DIR/report/; links the
+summary.json (ledger, rollouts), and writes RUN_DIR/report/: the before/after
+table with its standard error, pass@k before and after, the run against
+wall-clock minutes, and one curve per metric by learner step; links the
 reasoning-boundary report RUN_DIR/eval/index.html when `outrider eval` wrote one.
 """
 
@@ -79,6 +81,61 @@ def _plot_pass_at_k(before: dict | None, after: dict | None, out: Path) -> Path 
     return path
 
 
+def wall_clock_points(records: list[dict], before: dict | None, after: dict | None) -> dict:
+    """The run on its wall clock, in minutes since training started.
+
+    Training started when the evaluation before it ended (`finished_at`); a run
+    without one starts at its first step's time minus that step's duration.
+    Returns `train`: (minutes, solved rate or mean reward) per learner step, and
+    `held_out`: (minutes, pass@1, standard error) for the evaluations before and
+    after (the one after sits at its own end, or at the last step's time).
+    """
+    if before and before.get("finished_at"):
+        origin = before["finished_at"]
+    elif records:
+        origin = records[0]["time"] - records[0].get("step_seconds", 0.0)
+    else:
+        return {"train": [], "train_metric": None, "held_out": []}
+    key = "solved_rate" if any(isinstance(r.get("solved_rate"), (int, float)) for r in records) else "reward_mean"
+    train = [((r["time"] - origin) / 60, r[key]) for r in records if isinstance(r.get(key), (int, float))]
+
+    def pass1(result: dict) -> tuple[float, float]:
+        p, n = result["pass_at_k"]["1"], result["tasks"] * result["samples"]
+        return p, math.sqrt(p * (1 - p) / n)
+
+    held_out = []
+    if before:
+        held_out.append((0.0, *pass1(before)))
+    if after:
+        end = after.get("finished_at") or (records[-1]["time"] if records else origin)
+        held_out.append(((end - origin) / 60, *pass1(after)))
+    return {"train": train, "train_metric": key, "held_out": held_out}
+
+
+def _plot_wall_clock(records: list[dict], before: dict | None, after: dict | None, out: Path) -> Path | None:
+    points = wall_clock_points(records, before, after)
+    if not points["train"] and not points["held_out"]:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    if points["train"]:
+        minutes, values = zip(*points["train"])
+        label = "episodes solved per step" if points["train_metric"] == "solved_rate" else "mean reward per step"
+        ax.plot(minutes, values, marker="o", markersize=3, linewidth=1.2, alpha=0.7, label=f"training: {label}")
+    if points["held_out"]:
+        minutes, values, errors = zip(*points["held_out"])
+        ax.errorbar(minutes, values, yerr=[2 * e for e in errors], fmt="s-", capsize=4, color="black",
+                    label="held-out pass@1 (± 2 SE)")
+    ax.set_xlabel("minutes since training started")
+    ax.set_title("learning against wall-clock time")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "wall_clock.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -137,6 +194,8 @@ def render_report(run_dir: Path) -> Path:
     out.mkdir(exist_ok=True)
     before, after = _read(run_dir / "eval_before.json"), _read(run_dir / "eval_after.json")
     images = [p for key, title in CURVES if (p := _plot(records, key, title, out))]
+    if (clock_plot := _plot_wall_clock(records, before, after, out)) is not None:
+        images.insert(0, clock_plot)
     if (pass_plot := _plot_pass_at_k(before, after, out)) is not None:
         images.insert(0, pass_plot)
     summary = _read(run_dir / "summary.json")

@@ -130,6 +130,7 @@ class TrainRun:
         print(f"evaluating ({name}): {run.evaluation.tasks} held-out tasks x {run.evaluation.samples} samples ...", flush=True)
         tasks = held_out_tasks(env, run.rollout.envs, run.evaluation.tasks)
         result = evaluate(policy, env, tasks, run.rollout, run.evaluation)
+        result.finished_at = round(time.time(), 3)
         result.save(path)
         print(f"  pass@1 {result.pass_at_k['1']:.3f}  first-try pass@1 {result.first_try_pass_at_k['1']:.3f}  "
               f"pass@{result.samples} {result.pass_at_k[str(result.samples)]:.3f}  (policy version {result.policy_version})", flush=True)
