@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo proto helm-schema clean
+.PHONY: setup test demo proto helm-schema catalog clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -30,3 +30,10 @@ clean:
 
 helm-schema: setup
 	@$(PY) -m outrider.config.helm_schema
+
+# Everything derived from the registries and the service list (docs/development.md,
+# Generated files): outrider/config/algorithms.json and names.py, docs stubs, the Helm
+# values schema and service list. A test fails when one is stale. NO_SETUP=1 skips the
+# venv refresh (which also links new modules into the editable install).
+catalog: $(if $(NO_SETUP),,setup)
+	@$(PY) scripts/generate_catalogs.py

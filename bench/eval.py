@@ -107,7 +107,7 @@ def held_out_prompts(run, folder: Path, tasks: int, n: int, seed: int) -> dict[s
     from outrider.eval import store
     from outrider.models import resolve_model
     from outrider.proto.v1 import common_pb2
-    from outrider.services.env.client import EnvClient
+    from outrider.clients.env import EnvClient
     from outrider.services.policy.prompts import PromptRenderer
     from outrider.services.policy.servicer import messages
     from outrider.stack import LocalStack

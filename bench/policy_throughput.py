@@ -71,7 +71,7 @@ def stop_service(process: subprocess.Popen) -> None:
 
 
 def prompt_ids(address: str) -> list[list[int]]:
-    from outrider.services.policy.client import PolicyClient
+    from outrider.clients.policy import PolicyClient
 
     with PolicyClient(address) as client:
         reply = client.apply_chat_template([[{"role": "user", "content": q}] for q in QUESTIONS])
@@ -82,7 +82,7 @@ class ServiceRunner:
     """Measured runs of one policy service over gRPC."""
 
     def __init__(self, address: str, prompts: list[list[int]], args):
-        from outrider.services.policy.client import PolicyClient
+        from outrider.clients.policy import PolicyClient
 
         self.client = PolicyClient(address, timeout_s=3600)
         self.prompts, self.args, self.rates, self.reply = prompts, args, [], None

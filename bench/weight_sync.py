@@ -82,8 +82,8 @@ def _drain(stream, log) -> None:
 
 def serialize_seconds(state) -> float:
     """Time to cut `state` into the request messages `stream` sends."""
+    from outrider.models.tensors import tensor_chunks
     from outrider.proto.v1 import policy_pb2
-    from outrider.services.policy.weights import tensor_chunks
 
     started = time.perf_counter()
     for chunk in tensor_chunks(state):
@@ -136,7 +136,7 @@ def main() -> None:
     from outrider.learner.engine import init_distributed, shutdown_distributed, trainable_engine
     from outrider.learner.models import load_actor, model_folder
     from outrider.learner.weight_sync import WeightPublisher
-    from outrider.services.policy.client import PolicyClient
+    from outrider.clients.policy import PolicyClient
 
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="minutes")
     folder = Path(tempfile.mkdtemp(prefix="bench-weight-sync-"))

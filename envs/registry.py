@@ -8,6 +8,9 @@ the remote process may start later; calls to it fail with UNAVAILABLE then.
 
 Only code installed in the env service's Python can be named by an entry point;
 an environment in another language runs as its own process (kind `remote`).
+A spec from a client (not `trusted`) also passes the service's admission rules
+(`outrider.envs.admission`): allow-listed modules, imported in a child process
+first; every spec has its sandbox limits capped and its remote address checked.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import inspect
 import threading
 from dataclasses import dataclass
 
+from outrider.envs.admission import Admission
 from outrider.envs.builtin import builtin_class
 from outrider.envs.interface import EnvContext, Environment, ParamError
 from outrider.envs.sandbox import Sandbox
-from outrider.envs.spec import SpecError, checked
+from outrider.envs.spec import SpecError, validate_spec, with_defaults
 from outrider.proto.v1 import env_pb2
 
 
@@ -57,7 +61,7 @@ def load_entry_point(entry_point: str) -> type[Environment]:
     field = "python.entry_point"
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the spec's problem
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import failure is the spec's problem
         raise SpecError("<spec>", [(field, f"cannot import {module_name!r}: {type(exc).__name__}: {exc}")]) from None
     cls = getattr(module, attribute, None)
     if cls is None:
@@ -79,15 +83,27 @@ def builtin_spec(name: str, params: dict[str, str] | None = None) -> env_pb2.Env
 class EnvRegistry:
     """Thread-safe name → RegisteredEnv map."""
 
-    def __init__(self, sandbox: Sandbox | None = None, sandbox_unavailable_reason: str = ""):
+    def __init__(self, sandbox: Sandbox | None = None, sandbox_unavailable_reason: str = "", admission: Admission | None = None):
         self.sandbox = sandbox
         self.sandbox_unavailable_reason = sandbox_unavailable_reason
+        self.admission = admission or Admission.from_config()
         self._envs: dict[str, RegisteredEnv] = {}
         self._lock = threading.Lock()
 
-    def register(self, spec: env_pb2.EnvSpec, replace: bool = False, source: str = "<spec>") -> env_pb2.EnvSpec:
-        """Validate, load and store `spec`; returns the stored spec (defaults filled in)."""
-        spec = checked(spec, source)
+    def register(self, spec: env_pb2.EnvSpec, replace: bool = False, source: str = "<spec>", trusted: bool = False) -> env_pb2.EnvSpec:
+        """Validate, load and store `spec`; returns the stored spec (defaults filled in).
+
+        `trusted`: the spec comes from the service's own config (built-ins, spec
+        files), so its module needs no allow-list entry and no child-process import.
+        Blocks while a module is imported (in a child, then here): call it off the event loop.
+        """
+        problems = validate_spec(spec)
+        problems += self.admission.spec_problems(spec)
+        if not problems and spec.WhichOneof("kind") == "python" and not trusted:
+            problems += self.admission.module_problems(spec.python.entry_point)
+        if problems:
+            raise SpecError(source, problems)
+        spec = with_defaults(spec)
         entry = self._prepare(spec, source)
         with self._lock:
             if spec.name in self._envs and not replace:
@@ -111,7 +127,7 @@ class EnvRegistry:
             catalog = cls(dict(spec.params), context)
         except ParamError as exc:
             raise SpecError(source, [(str(exc).split(":", 1)[0], str(exc).split(":", 1)[1].strip())]) from None
-        except Exception as exc:  # noqa: BLE001 - a constructor failure is the spec's problem
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a constructor failure is the spec's problem
             raise SpecError(source, [("params", f"{spec.python.entry_point} rejected them: {type(exc).__name__}: {exc}")]) from None
         return RegisteredEnv(spec, cls, catalog, context)
 

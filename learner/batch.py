@@ -12,6 +12,8 @@ per-token tensor here is indexed by *target* position j = k − 1 for token k:
     valid          (B,)        the episode was not cut short by an infrastructure failure
     sampling       (B, T, 3)   temperature, top_k, top_p of the turn that sampled each target
                                (None when no turn truncated its support: the full vocabulary)
+    token_versions (B, T)      weights version that sampled each target (Turn.segments with
+                               partial rollouts, else the turn's policy_version); 0 off the mask
 
 The value V(s) of the state before token k is the critic's output at position
 k − 1, which is target position j: values need no extra shift.
@@ -60,6 +62,9 @@ class SequenceBatch:
     sampling: Tensor | None = None
     """Shape: (B, T, 3) float; temperature, top_k, top_p each target was sampled with
     (Turn.sampling; 1, 0, 1 where the full vocabulary was); None: no truncation anywhere."""
+    token_versions: Tensor | None = None
+    """Shape: (B, T) long; the weights version that sampled each target token (a partial
+    rollout's segments differ), 0 off the mask; None: not known (offline data)."""
 
     @property
     def targets(self) -> Tensor:
@@ -93,7 +98,15 @@ class SequenceBatch:
             valid=self.valid[index],
             correct=self.correct[index],
             sampling=None if self.sampling is None else self.sampling[index, : length - 1],
+            token_versions=None if self.token_versions is None else self.token_versions[index, : length - 1],
         )
+
+    def rollout_lags(self, version: int) -> Tensor | None:
+        """(B, T) long: V − v_t on the mask, 0 off it, for the learner at version V — how many
+        versions before π_old each sampled token's weights were; None without token versions."""
+        if self.token_versions is None:
+            return None
+        return (version - self.token_versions) * self.mask.long()
 
     def only_rows(self, keep: Tensor) -> SequenceBatch:
         """The same batch with nothing to learn outside ``keep`` (B,): its rows' loss mask,
@@ -123,6 +136,29 @@ def _sampling(trajectories: list, length: int) -> Tensor | None:
                 params = turn.sampling
                 sampling[row, first:end] = torch.tensor([params.temperature, float(params.top_k), params.top_p])
     return sampling
+
+
+def turn_versions(turn) -> list[tuple[int, int, int]]:
+    """(first token, end, version) of each segment of a turn's completion: Turn.segments in
+    order from Turn.start, or the whole completion by Turn.policy_version when it has none."""
+    if not turn.segments:
+        return [(turn.start, turn.start + turn.completion_length, turn.policy_version)]
+    spans, first = [], turn.start
+    for segment in turn.segments:
+        spans.append((first, first + segment.length, segment.policy_version))
+        first += segment.length
+    return spans
+
+
+def _token_versions(trajectories: list, length: int) -> Tensor:
+    """(B, T) weights version of each target token; 0 where no turn sampled it."""
+    versions = torch.zeros(len(trajectories), length - 1, dtype=torch.long)
+    for row, (_, _, traj) in enumerate(trajectories):
+        for turn in traj.turns:
+            for first, end, version in turn_versions(turn):
+                # Token k is target k − 1 (token 0, the prompt's, is never a target).
+                versions[row, max(first - 1, 0) : max(end - 1, 0)] = version
+    return versions
 
 
 def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
@@ -179,6 +215,7 @@ def build_batch(groups: list[TrajectoryGroup]) -> SequenceBatch:
         valid=valid,
         correct=correct,
         sampling=_sampling(trajectories, length),
+        token_versions=_token_versions(trajectories, length) * mask.long(),
     )
 
 

@@ -105,6 +105,17 @@ def latest_tag(root: Path) -> str | None:
         return None
 
 
+def read_state(root: Path, tag: str | None = None) -> LearnerState | None:
+    """The LearnerState of checkpoint `tag` under `root` (default: the newest complete one),
+    without loading any engine; None when there is none. The supervisor of `outrider train`
+    reads how far the learner got with it."""
+    root = Path(root)
+    tag = tag or latest_tag(root)
+    if tag is None:
+        return None
+    return LearnerState(**json.loads((root / "state" / f"{tag}.json").read_text()))
+
+
 def load_checkpoint(root: Path, actor, critic) -> LearnerState | None:
     """Restore the newest complete checkpoint into the engines; None if there is none."""
     tag = latest_tag(root)
@@ -121,7 +132,7 @@ def load_checkpoint(root: Path, actor, critic) -> LearnerState | None:
     torch.set_rng_state(rng["torch"])
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])
-    return LearnerState(**json.loads((root / "state" / f"{tag}.json").read_text()))
+    return read_state(root, tag)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -29,6 +29,7 @@ from outrider.learner.batch import build_batch
 from outrider.learner.checkpoint import LearnerState, export_hf, hf_export_folder, load_checkpoint, save_checkpoint
 from outrider.learner.engine import frozen_module, init_distributed, shutdown_distributed, trainable_engine
 from outrider.learner.metrics_log import MetricsLog
+from outrider.learner.samples import render_samples
 from outrider.learner.models import load_actor, load_critic, load_reference, load_teacher, model_folder
 from outrider.learner.step import Models, StepPlan, learner_step
 from outrider.learner.weight_sync import WeightPublisher
@@ -40,9 +41,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StepData:
-    """What rank 0 broadcasts for one step."""
+    """What rank 0 hands every rank for one step (the groups as the bus delivered them)."""
 
-    groups: list[bytes]
+    groups: list[TrajectoryGroup]
     lags: list[int]
 
 
@@ -70,12 +71,14 @@ class Learner:
 
         self.receiver: RedisReceiver | None = None
         self.metrics: MetricsLog | None = None
+        self._decoder = None
         if self.rank == 0:
             if not run.redis.url:
                 raise ValueError("the learner needs redis.url: the bus its rollout workers write to")
             client = redis.Redis.from_url(run.redis.url, socket_timeout=run.redis.socket_timeout_s)
             self.receiver = RedisReceiver(client, run.bus, name=self.cfg.consumer_name)
-            self.metrics = MetricsLog(run.run_dir, self.cfg.tensorboard, self.cfg.metrics_port)
+            self.metrics = MetricsLog(run.run_dir, self.cfg.report_to, self.cfg.metrics_port,
+                                      self.cfg.wandb, run.name, run.model_dump(mode="json"))
         self.publisher = WeightPublisher(
             self.cfg.sync,
             self.cfg.sync.address or run.stack.addresses.get("policy"),
@@ -154,7 +157,7 @@ class Learner:
             return None
         self.held += taken
         lags = [self.state.policy_version - d.group.policy_version for d in taken]
-        return StepData([d.group.SerializeToString() for d in taken], lags)
+        return StepData([d.group for d in taken], lags)
 
     def _admit(self, delivery: Delivery) -> bool:
         """Drop stale or signal-less groups (counted) instead of training on them."""
@@ -184,10 +187,17 @@ class Learner:
         return True
 
     def _broadcast(self, data: StepData | None) -> StepData | None:
-        box = [data]
-        if self.world > 1:
-            dist.broadcast_object_list(box, src=0)
-        return box[0]
+        """Rank 0's step data on every rank: one rank keeps the parsed groups as they are;
+        several send them serialized (protobuf messages of this package do not pickle)."""
+        if self.world == 1:
+            return data
+        wire = None if data is None else ([g.SerializeToString() for g in data.groups], data.lags)
+        box = [wire]
+        dist.broadcast_object_list(box, src=0)
+        if self.rank == 0 or box[0] is None:
+            return data if self.rank == 0 else None
+        groups, lags = box[0]
+        return StepData([TrajectoryGroup.FromString(raw) for raw in groups], lags)
 
     # -- the loop -------------------------------------------------------------
 
@@ -216,7 +226,7 @@ class Learner:
     def _train(self, data: StepData) -> int | None:
         """One step; returns the version published to the policy, if any."""
         started = time.perf_counter()
-        groups = [TrajectoryGroup.FromString(raw) for raw in data.groups]
+        groups = data.groups
         batch = build_batch(groups)
         plan = StepPlan(
             rank=self.rank,
@@ -227,6 +237,7 @@ class Learner:
             seed=self.seed,
             step=self.state.step,
             scoring_pass=self.cfg.algorithm.scoring_pass,
+            policy_version=self.state.policy_version,
         )
         penalty_coef = None if self.penalty is None else self.penalty.value
         metrics = learner_step(self.models, self.algos, batch, self.kl.value, plan, penalty_coef)
@@ -283,12 +294,22 @@ class Learner:
         if self.rank == 0:
             metrics["bus_queued"] = float(self.receiver.stats().queued)
             self.metrics.write(state.step, metrics, data.lags)
+            if self.cfg.log_samples:
+                self.metrics.write_samples(state.step, render_samples(self._tokenizer(), groups, self.cfg.log_samples))
             log.info(
                 "step %d  loss %.4f  reward %.3f  entropy %.3f  %.0f tok/s",
                 state.step, metrics.get("actor/loss", float("nan")), metrics["reward_mean"],
                 metrics["entropy"], metrics["tokens_per_s"],
             )
         return published
+
+    def _tokenizer(self):
+        """The policy's tokenizer, loaded on first use (rank 0 decodes the sample episodes)."""
+        if self._decoder is None:
+            from transformers import AutoTokenizer
+
+            self._decoder = AutoTokenizer.from_pretrained(model_folder(self.cfg.model))
+        return self._decoder
 
     def _checkpoint_and_commit(self) -> None:
         # Decided on state every rank shares: saving is collective.

@@ -2,7 +2,7 @@
 
 Each version is written once, as one safetensors file in the policy's
 weights staging root (shared memory when it has room; see
-`outrider.services.policy.staging`), and only its path crosses gRPC. The
+`outrider.models.staging`), and only its path crosses gRPC. The
 vLLM workers read that file themselves, tensor by tensor, into their
 parameters: no TensorChunk serialization, no assembly, no second file. Only weights are written; the
 tokenizer and config never change during a run.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from outrider.services.policy.staging import owned_name, remove_orphans, staging_root
+from outrider.models.staging import owned_name, remove_orphans, staging_root
 
 
 # safetensors' dtype codes for what a policy serves, and what a state dict may also hold.

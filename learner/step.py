@@ -70,6 +70,8 @@ class StepPlan:
     step: int
     scoring_pass: str = "auto"
     """`always`: score π_old in a pass of its own even where it is redundant."""
+    policy_version: int = 0
+    """Version V of the weights before the step (π_old): a token's rollout lag is V − v_t."""
 
 
 @dataclass
@@ -318,6 +320,7 @@ def update_actor(
             mask=mb.mask,
             entropy=entropy if entropy is not None else token_entropy,
             rollout_logprobs=mb.rollout_logprobs,
+            rollout_lags=mb.rollout_lags(plan.policy_version),
             generator=_generator(plan, salt, index),
             penalty_coef=penalty_coef,
         )

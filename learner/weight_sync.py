@@ -21,10 +21,11 @@ from pathlib import Path
 import grpc
 import torch.distributed as dist
 
+from outrider.clients.policy import PolicyClient
 from outrider.config.learner import WeightSyncConfig
 from outrider.learner.checkpoint import export_hf, full_state_dict
 from outrider.learner.staged_weights import WeightsStager
-from outrider.services.policy.weights import DTYPES
+from outrider.models.tensors import DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,6 @@ class WeightPublisher:
 
     def _policy(self):
         if self._client is None:
-            from outrider.services.policy.client import PolicyClient
-
             self._client = PolicyClient(self.address, timeout_s=self.cfg.timeout_s)
         return self._client
 

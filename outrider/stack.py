@@ -10,6 +10,7 @@ supervisor leaves no orphans.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -88,6 +89,10 @@ def wait_serving(address: str, service_name: str = "", timeout_s: float = 30.0) 
             time.sleep(0.2)
 
 
+STATE_FILE = "addresses.json"
+"""Written into `<run_dir>/stack/` while a stack serves: its pid, Redis URL and addresses."""
+
+
 class LocalStack:
     """Start, watch and stop the services of a run on this machine."""
 
@@ -116,6 +121,21 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
+        self._write_state()
+
+    def _write_state(self) -> None:
+        """`<run_dir>/stack/addresses.json`: where commands find this stack's services
+        (`outrider.cli.addresses`); removed by `stop`."""
+        state = {
+            "pid": os.getpid(),
+            "redis": self.redis.url if self.redis else None,
+            "addresses": self.addresses(),
+            "http": {name: f"http://127.0.0.1:{s.http_port}/v1" for name, s in self.services.items() if s.http_port},
+        }
+        path = self.run_dir / "stack" / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
 
     def _service_config(self, name: str):
         section = getattr(self.cfg, name)
@@ -166,6 +186,7 @@ class LocalStack:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM every service, wait for them to drain, SIGKILL stragglers."""
+        (self.run_dir / "stack" / STATE_FILE).unlink(missing_ok=True)
         for service in self.services.values():
             if service.process.poll() is None:
                 service.process.send_signal(signal.SIGTERM)

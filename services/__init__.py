@@ -14,12 +14,11 @@ if __name__ != "outrider.services":
 import importlib
 import importlib.util
 
-SERVICE_MAIN_MODULES: dict[str, str] = {
-    "policy": "outrider.services.policy.main",
-    "env": "outrider.services.env.main",
-    "reward": "outrider.services.reward.main",
-    "curriculum": "outrider.services.curriculum.main",
-}
+from outrider.config.run import SERVICE_NAMES
+
+# Service `<name>` runs as `python -m outrider.services.<name>.main`; the names are the
+# config's one list (outrider.config.run.ServiceName).
+SERVICE_MAIN_MODULES: dict[str, str] = {name: f"{__name__}.{name}.main" for name in SERVICE_NAMES}
 
 
 def available_services() -> list[str]:

@@ -8,7 +8,8 @@ All tests pass: reward 1, done. Otherwise reward 0 and feedback naming up to two
 failing tests, and another try until max_turns. process_score = fraction of
 tests passed.
 
-The harness reads the tests and a random nonce from a file it deletes before
+The harness (`outrider.envs.code_harness`, shared with the reward service's code
+verifier) reads the tests and a random nonce from a file it deletes before
 importing the solution, and reports results on a line prefixed by the nonce,
 so the solution can neither read the expected values from disk nor print fake
 results (it could still inspect the harness's memory: this is a mitigation).
@@ -20,53 +21,20 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-import secrets
 from importlib import resources
 
 from outrider.envs.builtin.common import check_split, difficulty_levels
+from outrider.envs.code_harness import extract_code, harness_files, read_outcomes
 from outrider.envs.interface import Environment, Message, StepResult, Task, TaskNotFound
 from outrider.envs.sandbox import LimitHit
 from outrider.proto.v1 import common_pb2, env_pb2
 
 NAME = "code"
 MAX_LEVEL = 2
-TESTS_FILE = ".outrider_tests.json"
 SYSTEM_PROMPT = (
     "Write the Python function the user asks for. Hidden unit tests will check it. "
     "Reply with the complete function in a ```python code block."
 )
-_FENCED = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
-_BARE_CODE = re.compile(r"^(?:def |import |from |class )", re.MULTILINE)
-
-HARNESS = r'''
-import json, os, sys
-with open(".outrider_tests.json") as f:
-    SPEC = json.load(f)
-os.remove(".outrider_tests.json")
-results = []
-try:
-    import solution
-    namespace = vars(solution)
-    load_error = None
-except BaseException as exc:
-    load_error = f"{type(exc).__name__}: {exc}"
-for call, expected in SPEC["tests"]:
-    if load_error is not None:
-        results.append([False, f"your code failed to load: {load_error}"])
-        continue
-    try:
-        got = eval(call, dict(namespace))
-        if got == eval(expected, {}):
-            results.append([True, ""])
-        else:
-            results.append([False, f"{call} returned {repr(got)[:200]}, expected {expected}"])
-    except BaseException as exc:
-        results.append([False, f"{call} raised {type(exc).__name__}: {str(exc)[:200]}"])
-sys.stdout.flush()
-print("\n" + SPEC["nonce"] + json.dumps(results), flush=True)
-'''
-
 
 @functools.lru_cache(maxsize=1)
 def load_problems() -> tuple[dict, ...]:
@@ -91,15 +59,6 @@ def problem_prompt(problem: dict) -> str:
         f"Write a Python function `{problem['signature']}`.\n{problem['description']}\n"
         f"Example: {call} == {expected}"
     )
-
-
-def extract_code(reply: str) -> str | None:
-    """The last fenced code block, else the reply from its first `def`/`import` on, else None."""
-    blocks = _FENCED.findall(reply)
-    if blocks:
-        return blocks[-1]
-    match = _BARE_CODE.search(reply)
-    return reply[match.start() :] if match else None
 
 
 class CodeEnv(Environment):
@@ -153,13 +112,11 @@ class CodeEnv(Environment):
 
     async def run_tests(self, code: str) -> tuple[list[tuple[bool, str]], str]:
         """[(passed, failure message)] per hidden test, and a message when the run itself failed."""
-        nonce = secrets.token_hex(16)
-        spec = json.dumps({"nonce": nonce, "tests": self.problem["tests"]})
-        files = {"main.py": HARNESS, "solution.py": code, TESTS_FILE: spec}
+        files, nonce = harness_files(code, self.problem["tests"])
         result = await self.require_sandbox().arun(files, self.context.sandbox_limits)
-        for line in reversed(result.stdout.splitlines()):
-            if line.startswith(nonce):
-                return [tuple(item) for item in json.loads(line[len(nonce) :])], ""
+        outcomes = read_outcomes(result.stdout, nonce)
+        if outcomes is not None:
+            return outcomes, ""
         total = len(self.problem["tests"])
         if result.limit_hit is not LimitHit.NONE:
             why = f"Your code was stopped: {result.limit_hit.name.lower().replace('_', ' ')} limit reached."

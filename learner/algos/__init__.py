@@ -29,24 +29,12 @@ where on-policy distillation's teacher signal enters (``get_distill_placement``,
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
-from . import (  # noqa: F401 - importing registers the entries
-    advantages,
-    aggregation,
-    distillation,
-    exploration,
-    failures,
-    kl,
-    metrics,
-    objective_transforms,
-    off_policy,
-    passk,
-    policy_losses,
-    preference,
-    process_rewards,
-    reward_shaping,
-)
+from outrider.config.names import REGISTRY_NAME_TYPES
+
 from .advantages import (
     ADVANTAGE_ESTIMATORS,
     AdvantageEstimatorName,
@@ -110,6 +98,13 @@ from .process_rewards import step_rewards_from_scores
 from .registry import Entry, NoParams, Params, Registry, UnknownNameError, param_schema
 from .reward_shaping import REWARD_SHAPINGS, RewardShapingInputs, RewardShapingName
 
+# Importing a module registers its entries. Every module of this package is imported, so
+# a new file with its registrations needs no import line here (docs/development.md,
+# Adding an algorithm); `make catalog` then exports it to the config.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+del _module
+
 REGISTRIES: dict[str, Registry[Any]] = {
     "advantage": ADVANTAGE_ESTIMATORS,
     "policy_loss": POLICY_LOSSES,
@@ -122,18 +117,8 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "preference_loss": PREFERENCE_LOSSES,
 }
 
-# Literal of the valid names, per REGISTRIES key (tests keep them equal to the registries).
-NAME_TYPES: dict[str, Any] = {
-    "advantage": AdvantageEstimatorName,
-    "policy_loss": PolicyLossName,
-    "loss_transform": LossTransformName,
-    "aggregation": AggregationName,
-    "kl_estimator": KLEstimatorName,
-    "kl_controller": KLControllerName,
-    "objective_weight_scheme": WeightSchemeName,
-    "reward_shaping": RewardShapingName,
-    "preference_loss": PreferenceLossName,
-}
+# Literal of the valid names, per REGISTRIES key (generated from the registries by `make catalog`).
+NAME_TYPES: dict[str, Any] = REGISTRY_NAME_TYPES
 
 
 def describe() -> dict[str, dict[str, list[dict[str, Any]]]]:

@@ -29,10 +29,12 @@ rounding into advantages of ±0.1. Outputs keep the dtype of ``rewards``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 from torch import Tensor
+
+from outrider.config.names import AdvantageEstimatorName  # the Literal of this registry, generated (make catalog)
 
 from .masked import (
     group_count,
@@ -63,19 +65,6 @@ __all__ = [
     "sequence_scores",
     "token_level_rewards",
     "zero_uniform_groups",
-]
-
-AdvantageEstimatorName = Literal[
-    "gae",
-    "grpo",
-    "dr_grpo",
-    "rloo",
-    "reinforce",
-    "reinforce_pp",
-    "reinforce_pp_baseline",
-    "opo",
-    "grpo_process",
-    "objective_weights",
 ]
 
 

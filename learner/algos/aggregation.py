@@ -17,9 +17,11 @@ DeepSpeed, whose gradients are averaged over ranks, multiply by the world size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 from torch import Tensor
+
+from outrider.config.names import LossAggregationName as AggregationName  # generated (make catalog)
 
 from .masked import masked_sum
 from .registry import NoParams, Params, Registry, param
@@ -29,10 +31,6 @@ __all__ = [
     "AggregationInputs",
     "AggregationName",
     "TokenSumNormParams",
-]
-
-AggregationName = Literal[
-    "token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm"
 ]
 
 

@@ -23,6 +23,8 @@ from typing import Any, Callable, Literal, Protocol
 import torch
 from torch import Tensor
 
+from outrider.config.names import KLControllerName, KLEstimatorName  # generated (make catalog)
+
 from .registry import Params, Registry, lookup, param
 
 __all__ = [
@@ -46,9 +48,7 @@ __all__ = [
     "kl_reward_penalty",
 ]
 
-KLEstimatorName = Literal["k1", "k2", "k3", "k3_is"]
 KLPlacementName = Literal["reward", "loss", "none"]
-KLControllerName = Literal["fixed", "adaptive"]
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, get_args
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
+
+from outrider.config.names import ObjectiveWeightSchemeName as WeightSchemeName  # generated (make catalog)
 
 from .advantages import (
     ADVANTAGE_ESTIMATORS,
@@ -59,8 +61,6 @@ __all__ = [
     "sample_weights",
     "weights_from_objective",
 ]
-
-WeightSchemeName = Literal["reinforce", "rloo", "dr_grpo", "rejection_sampling", "grpo", "logit"]
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def sample_weights(rewards: Tensor, group_index: Tensor, scheme: WeightSchemeFn)
 @dataclass(frozen=True)
 class ObjectiveWeightsParams(Params):
     scheme: str = param(
-        "grpo", "weight scheme, i.e. the implied objective h(t)", choices=get_args(WeightSchemeName)
+        "grpo", "weight scheme, i.e. the implied objective h(t)", choices=WEIGHT_SCHEMES.names(),  # the schemes registered above
     )
 
 

@@ -25,6 +25,7 @@ from .registry import Params, param
 __all__ = [
     "OffPolicyMaskParams",
     "OverlongParams",
+    "PartialTISParams",
     "TISParams",
     "dynamic_sampling_mask",
     "overlong_penalty",
@@ -74,6 +75,41 @@ def tis_sequence(inputs: PolicyLossInputs, params: TISParams) -> TransformOutput
     assert inputs.rollout_logprobs is not None
     seq = masked_sum(inputs.old_logprobs - inputs.rollout_logprobs, inputs.mask, dim=-1)
     return _apply_weights(inputs, seq[:, None].expand_as(inputs.old_logprobs), params.cap)
+
+
+@dataclass(frozen=True)
+class PartialTISParams(Params):
+    cap: float = param(2.0, "truncation C of the per-token weight min(π_old/π_v(t), C)", gt=0.0)
+    max_lag: int | None = param(
+        None, "K: tokens sampled more than K versions before π_old leave the loss (null: none do)", ge=0
+    )
+
+
+@LOSS_TRANSFORMS.register("tis_partial", params=PartialTISParams, requires=("rollout_logprobs", "rollout_lags"))
+def tis_partial(inputs: PolicyLossInputs, params: PartialTISParams) -> TransformOutput:
+    """Per-segment importance correction of partial rollouts (Kimi k1.5, 2501.12599 §2.6.2:
+    a long completion is generated over several iterations, each segment by the weights of
+    its iteration, and segments may be excluded from the loss):
+
+        w_t = min(π_old(y_t) / π_{v(t)}(y_t), C) · 1[V − v(t) ≤ K]
+    where v(t) is the version that sampled token t (Turn.segments; ``rollout_logprobs`` holds
+    log π_{v(t)}(y_t), each segment's own) and V that of π_old (lag ``rollout_lags`` = V − v(t)).
+    The behaviour policy changes inside a sequence, so the weight is per token, never one
+    version per sequence; tokens more than K versions old are masked out of the loss (they
+    count in no mean) instead of being down-weighted to nothing.
+    """
+    assert inputs.rollout_logprobs is not None and inputs.rollout_lags is not None
+    mask = inputs.mask.bool()
+    lags = inputs.rollout_lags
+    stale = mask & (lags > params.max_lag) if params.max_lag is not None else torch.zeros_like(mask)
+    weighted = _apply_weights(inputs, inputs.old_logprobs - inputs.rollout_logprobs, params.cap)
+    with torch.no_grad():
+        metrics = weighted.metrics | {
+            "rollout_lag_mean": masked_mean(lags.to(inputs.old_logprobs.dtype), inputs.mask),
+            "rollout_lag_max": torch.where(mask, lags, torch.zeros_like(lags)).max().to(inputs.old_logprobs.dtype),
+            "stale_token_frac": masked_mean(stale.to(inputs.old_logprobs.dtype), inputs.mask),
+        }
+    return TransformOutput(weighted.inputs.replace(mask=mask & ~stale), metrics)
 
 
 @dataclass(frozen=True)

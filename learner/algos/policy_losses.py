@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 from torch import Tensor
+
+from outrider.config.names import LossTransformName, PolicyLossName  # generated (make catalog)
 
 from .kl import KLController, PPOAdaptiveKLController
 from .masked import masked_mean
@@ -49,20 +51,6 @@ __all__ = [
     "value_loss",
 ]
 
-PolicyLossName = Literal[
-    "ppo_clip", "dual_clip", "clip_higher", "gspo", "cispo", "pg", "clip_cov", "kl_cov", "ppo_kl"
-]
-LossTransformName = Literal[
-    "entropy_advantage",
-    "forking_tokens",
-    "psr_only",
-    "nsr_only",
-    "w_reinforce",
-    "tis_token",
-    "tis_sequence",
-    "offpolicy_sequence_mask",
-]
-
 # exp(±20) ≈ 5e8: beyond this the ratio is meaningless and would overflow in half precision.
 MAX_LOG_RATIO = 20.0
 
@@ -82,6 +70,9 @@ class PolicyLossInputs:
             detached where used. Shape: (B, T).
         rollout_logprobs: log-probs reported by the inference engine that sampled the
             tokens (may differ from ``old_logprobs``: kernels, precision). Shape: (B, T).
+        rollout_lags: V − v_t, how many versions older than π_old (version V) the weights
+            that sampled each token were; with partial rollouts the segments of one
+            sequence differ. 0 off the mask. Shape: (B, T).
         is_weights: detached per-token multipliers of the loss (truncated importance
             sampling); None means 1. Shape: (B, T).
         generator: source of randomness (Clip-Cov's random subset), for reproducibility.
@@ -95,6 +86,7 @@ class PolicyLossInputs:
     mask: Tensor
     entropy: Tensor | None = None
     rollout_logprobs: Tensor | None = None
+    rollout_lags: Tensor | None = None
     is_weights: Tensor | None = None
     generator: torch.Generator | None = None
     penalty_coef: float | None = None
@@ -103,7 +95,7 @@ class PolicyLossInputs:
         shape = tuple(self.logprobs.shape)
         if len(shape) != 2:
             raise ValueError(f"logprobs must be (B, T), got {shape}")
-        for name in ("old_logprobs", "advantages", "mask", "entropy", "rollout_logprobs", "is_weights"):
+        for name in ("old_logprobs", "advantages", "mask", "entropy", "rollout_logprobs", "rollout_lags", "is_weights"):
             x = getattr(self, name)
             if x is not None and tuple(x.shape) != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")

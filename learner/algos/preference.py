@@ -16,11 +16,13 @@ choice of inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from outrider.config.names import PreferenceLossName  # generated (make catalog)
 
 from .registry import NoParams, Params, Registry, param
 
@@ -32,8 +34,6 @@ __all__ = [
     "PreferenceLossName",
     "PreferenceLossOutput",
 ]
-
-PreferenceLossName = Literal["dpo", "ipo", "bradley_terry"]
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,12 @@ papers use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 from torch import Tensor
+
+from outrider.config.names import RewardShapingName  # generated (make catalog)
 
 from .registry import Params, Registry, param
 
@@ -34,8 +36,6 @@ __all__ = [
     "RewardShapingName",
     "kimi_length_reward",
 ]
-
-RewardShapingName = Literal["kimi_length", "long2short"]
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def train(cfg: OfflineTrainConfig, examples: Sequence[Any], objective: Objective
     per_epoch = len(steps) // cfg.epochs
     if limit:
         steps = steps[:limit]
-    metrics_log = MetricsLog(cfg.run_dir, cfg.tensorboard, None) if rank == 0 else None
+    metrics_log = MetricsLog(cfg.run_dir, cfg.report_to, None, cfg.wandb, cfg.name, cfg.model_dump(mode="json")) if rank == 0 else None
     checkpoints = cfg.run_dir / "checkpoints"
     state = LearnerState()
     costs = [objective.cost(e) for e in examples]

@@ -7,12 +7,14 @@ import json
 import grpc
 import typer
 
+from outrider.cli.addresses import address_option, resolve_address
+
 app = typer.Typer(help="Inspect the curriculum service.", no_args_is_help=True)
 
 
 @app.command()
 def state(
-    address: str = typer.Option("127.0.0.1:50054", "--address", "-a", help="host:port of the curriculum service"),
+    address: str | None = address_option("curriculum"),
     max_tasks: int = typer.Option(20, "--max-tasks", "-n", min=0, help="per-task rows to show (most attempted first)"),
     as_json: bool = typer.Option(False, "--json", help="print the state as JSON"),
     timeout_s: float = typer.Option(10.0, "--timeout", help="seconds to wait for the answer"),
@@ -20,8 +22,9 @@ def state(
     """Print the strategy, per-environment aggregates and the most attempted tasks."""
     from google.protobuf.json_format import MessageToDict
 
-    from outrider.services.curriculum.client import CurriculumClient
+    from outrider.clients.curriculum import CurriculumClient
 
+    address = resolve_address("curriculum", address)
     try:
         with CurriculumClient(address, timeout_s=timeout_s) as client:
             reply = client.state(max_tasks=max_tasks)

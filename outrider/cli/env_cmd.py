@@ -8,17 +8,18 @@ import grpc
 import typer
 import yaml
 
+from outrider.cli.addresses import address_option, resolve_address
 from outrider.config import ConfigError
 
 app = typer.Typer(help="Environments of an env service: register specs, list, play.", no_args_is_help=True)
 
-ADDRESS = typer.Option(..., "--address", "-a", envvar="OUTRIDER_ENV_ADDRESS", help="host:port of the env service")
+ADDRESS = address_option("env")
 
 
-def _client(address: str):
-    from outrider.services.env.client import EnvClient  # noqa: PLC0415 - keeps `outrider --help` fast
+def _client(address: str | None):
+    from outrider.clients.env import EnvClient  # noqa: PLC0415 - keeps `outrider --help` fast
 
-    return EnvClient(address)
+    return EnvClient(resolve_address("env", address))
 
 
 def _fail(message: str) -> None:
@@ -51,7 +52,7 @@ def validate(files: list[Path] = typer.Argument(..., help="EnvSpec YAML files"))
 @app.command()
 def register(
     spec_file: Path = typer.Argument(..., help="EnvSpec YAML file (see examples/envs/)"),
-    address: str = ADDRESS,
+    address: str | None = ADDRESS,
     replace: bool = typer.Option(False, help="replace an environment of the same name"),
 ) -> None:
     """Turn a YAML spec into an EnvSpec message and register it."""
@@ -71,7 +72,7 @@ def register(
 
 
 @app.command("list")
-def list_envs(address: str = ADDRESS, full: bool = typer.Option(False, "--full", help="print every spec as YAML")) -> None:
+def list_envs(address: str | None = ADDRESS, full: bool = typer.Option(False, "--full", help="print every spec as YAML")) -> None:
     """List the registered environments."""
     from outrider.envs.spec import spec_to_dict  # noqa: PLC0415
 
@@ -91,7 +92,7 @@ def list_envs(address: str = ADDRESS, full: bool = typer.Option(False, "--full",
 @app.command()
 def tasks(
     env: str = typer.Argument(..., help="environment name"),
-    address: str = ADDRESS,
+    address: str | None = ADDRESS,
     split: str = typer.Option("train", help="train or test"),
     offset: int = typer.Option(0, min=0),
     limit: int = typer.Option(10, min=1),
@@ -113,7 +114,7 @@ def tasks(
 def play(
     env: str = typer.Argument(..., help="environment name"),
     task: str = typer.Option(..., "--task", "-t", help="task id (see `outrider env tasks`)"),
-    address: str = ADDRESS,
+    address: str | None = ADDRESS,
     seed: int = typer.Option(0),
 ) -> None:
     """Play a session yourself: each line you type is one turn (`\\n` for a line break)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from outrider.cli.configs import effective_config, load_or_exit, overrides_argument
-from outrider.cli.learn_cmd import torchrun_command
+from outrider.train.torchrun import torchrun_command
 
 OFFLINE_MAIN = "outrider.learner.offline.main"
 # What an earlier run leaves in the run folder; a new run's metrics would mix with its own.

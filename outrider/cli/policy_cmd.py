@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
+
+from outrider.cli.addresses import address_option, resolve_address
 
 app = typer.Typer(help="Query a running policy service.", no_args_is_help=True)
 models_app = typer.Typer(help="Built-in models and the local model cache.", no_args_is_help=True)
 
-ADDRESS_ENV = "OUTRIDER_POLICY_ADDRESS"
-ADDRESS_HELP = f"host:port of the policy service (default: ${ADDRESS_ENV})"
 FINISH = {0: "unspecified", 1: "stop", 2: "length", 3: "abort"}
-
-
-def _address(address: str | None) -> str:
-    address = address or os.environ.get(ADDRESS_ENV)
-    if not address:
-        typer.secho(f"error: no policy service address; pass --address or set {ADDRESS_ENV}", fg="red", err=True)
-        raise typer.Exit(2)
-    return address
 
 
 def _fail(exc) -> None:
@@ -34,7 +24,7 @@ def _fail(exc) -> None:
 @app.command()
 def query(
     text: str = typer.Argument(..., help="the prompt"),
-    address: str | None = typer.Option(None, help=ADDRESS_HELP),
+    address: str | None = address_option("policy"),
     chat: bool = typer.Option(True, "--chat/--raw", help="wrap as a user chat message (chat template) or send raw text"),
     system: str | None = typer.Option(None, help="system message (with --chat)"),
     max_tokens: int = typer.Option(128, min=1, help="new tokens per completion"),
@@ -45,14 +35,14 @@ def query(
     show_ids: bool = typer.Option(False, help="also print token ids and logprobs"),
 ) -> None:
     """Generate from the served policy and print the completions."""
-    from outrider.services.policy.client import PolicyClient
+    from outrider.clients.policy import PolicyClient
 
     if chat:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
         prompt = messages
     else:
         prompt = text
-    with PolicyClient(_address(address), timeout_s=600) as client:
+    with PolicyClient(resolve_address("policy", address), timeout_s=600) as client:
         try:
             reply = client.generate(
                 [prompt], n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
@@ -75,11 +65,11 @@ def query(
 
 
 @app.command()
-def info(address: str | None = typer.Option(None, help=ADDRESS_HELP)) -> None:
+def info(address: str | None = address_option("policy")) -> None:
     """Print the served model, backend, weights version and limits."""
-    from outrider.services.policy.client import PolicyClient
+    from outrider.clients.policy import PolicyClient
 
-    with PolicyClient(_address(address), timeout_s=60) as client:
+    with PolicyClient(resolve_address("policy", address), timeout_s=60) as client:
         try:
             reply = client.info()
         except Exception as exc:  # noqa: BLE001

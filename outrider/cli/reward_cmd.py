@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from outrider.cli.addresses import address_option, resolve_address
+
 app = typer.Typer(help="Reward models: make data, train, evaluate; score against a running service.", no_args_is_help=True)
 
 
@@ -117,16 +119,17 @@ def score(
     env: str = typer.Option("", "--env", help="environment (selects its verifiers)"),
     verifier: list[str] = typer.Option([], "--verifier", help="use only these verifiers (repeatable)"),
     response_tokens: int = typer.Option(0, "--tokens", min=0, help="response length in tokens (length verifier)"),
-    address: str = typer.Option("127.0.0.1:50053", "--address", "-a", help="host:port of the reward service"),
+    address: str | None = address_option("reward"),
     timeout_s: float = typer.Option(60.0, "--timeout", help="seconds to wait for the answer"),
 ) -> None:
     """Score one response with a running reward service; print the result as JSON."""
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from outrider.services.reward.client import RewardClient, ScoreItem
+    from outrider.clients.reward import RewardClient, ScoreItem
 
     item = ScoreItem(id="cli", env=env, response=response, reference=reference, response_tokens=response_tokens)
+    address = resolve_address("reward", address)
     try:
         with RewardClient(address, timeout_s=timeout_s) as client:
             [result] = client.score([item], verifiers=verifier)

@@ -60,6 +60,9 @@ def up(
     try:
         typer.echo("starting the local stack ...")
         stack.start()
+        # Ctrl-C stops the stack even where SIGINT was inherited as ignored (a job started in
+        # the background by a non-interactive shell), like SIGTERM.
+        signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
         typer.echo(f"redis      {stack.redis.url}{' (embedded)' if stack.redis.embedded else ''}")
         for name, service in stack.services.items():
             metrics = f"  metrics http://127.0.0.1:{service.metrics_port}/metrics" if service.metrics_port else ""

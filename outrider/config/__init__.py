@@ -19,17 +19,10 @@ from outrider.config.policy import PolicyServiceConfig
 from outrider.config.reward import RewardServiceConfig
 from outrider.config.run import SERVICE_NAMES, RunConfig, StackConfig
 
-CONFIG_KINDS: dict[str, type[ConfigModel]] = {
-    "run": RunConfig,
-    "policy": PolicyServiceConfig,
-    "env": EnvServiceConfig,
-    "reward": RewardServiceConfig,
-    "curriculum": CurriculumServiceConfig,
-    "sft": SFTConfig,
-    "dpo": DPOConfig,
-}
+# A service's config model is the type of its RunConfig section (SERVICE_NAMES, the one list).
+SERVICE_CONFIGS: dict[str, type[ConfigModel]] = {name: RunConfig.model_fields[name].annotation for name in SERVICE_NAMES}
 
-SERVICE_CONFIGS: dict[str, type[ConfigModel]] = {name: CONFIG_KINDS[name] for name in SERVICE_NAMES}
+CONFIG_KINDS: dict[str, type[ConfigModel]] = {"run": RunConfig, **SERVICE_CONFIGS, "sft": SFTConfig, "dpo": DPOConfig}
 
 
 def _model_of(data, source: str) -> type[ConfigModel]:

@@ -1,57 +1,22 @@
 """The catalog of learner algorithms, as plain data the config can check without torch.
 
-    python -m outrider.config.algorithm_catalog          # regenerate algorithms.json
-    python -m outrider.config.algorithm_catalog --check  # exit 1 if it is stale
-
-`outrider/learner/algos` registers every algorithm with its hyper-parameter
+`outrider.learner.algos` registers every algorithm with its hyper-parameter
 dataclass. Config validation must not import torch (configs load in light
-processes: CLI, services), so the registries are exported to
-`algorithms.json` — {kind: {name: {"params": [...], "requires": [...]}}} — and a
-test fails when it no longer matches the registries.
+processes: CLI, services), and the config package sits below the learner, so it
+never imports it: `make catalog` (scripts/generate_catalogs.py) exports the
+registries to `algorithms.json` — {kind: {name: {"params": [...], "requires": [...],
+"doc": summary}}} — and tests/unit/repo/test_generated_catalogs.py fails when the
+checked-in file no longer matches the registries.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 CATALOG_PATH = Path(__file__).resolve().parent / "algorithms.json"
-
-
-def build_catalog() -> dict[str, dict[str, dict[str, Any]]]:
-    from outrider.learner.algos import REGISTRIES, param_schema
-
-    catalog: dict[str, dict[str, dict[str, Any]]] = {}
-    for kind, registry in REGISTRIES.items():
-        catalog[kind] = {
-            entry.name: {
-                "params": [_jsonable(field) for field in param_schema(entry.params_type)],
-                "requires": sorted(getattr(entry, "requires", ()) or ()),
-                "doc": (entry.fn.__doc__ or "").strip().splitlines()[0] if entry.fn.__doc__ else "",
-            }
-            for entry in sorted(registry, key=lambda e: e.name)
-        }
-    return catalog
-
-
-def _jsonable(field: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in field.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[key] = value
-    return out
-
-
-def render() -> str:
-    return json.dumps(build_catalog(), indent=1, sort_keys=True, default=str) + "\n"
 
 
 @cache
@@ -109,21 +74,3 @@ def check_params(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]
 
 def requires(kind: str, name: str) -> list[str]:
     return load_catalog()[kind][name]["requires"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    if args.check:
-        if not CATALOG_PATH.exists() or CATALOG_PATH.read_text() != render():
-            print(f"stale: {CATALOG_PATH} (run `python -m outrider.config.algorithm_catalog`)")
-            return 1
-        return 0
-    CATALOG_PATH.write_text(render())
-    print(f"wrote {CATALOG_PATH}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -70,3 +70,24 @@ class BusConfig(ConfigModel):
     max_deliveries: int = Field(5, ge=1)
     """A group reclaimed this many times without a commit goes to the dead-letter stream
     (it is probably what kills the consumer)."""
+
+
+class WandbConfig(ConfigModel):
+    """Weights & Biases: where a run's metrics and sample episodes go when `report_to`
+    names `wandb`."""
+
+    project: str = Field("outrider", min_length=1)
+    """W&B project of the run (the run is named after the Outrider run)."""
+    entity: str | None = None
+    """W&B team or user (null: the account's default)."""
+    mode: Literal["offline", "online"] = "offline"
+    """`offline` writes the run under `<run_dir>/wandb/` with no network (upload it later
+    with `wandb sync`); `online` streams it to the W&B server (needs an API key)."""
+    group: str | None = None
+    """W&B group, e.g. one experiment's arms (null: none)."""
+    tags: list[str] = Field(default_factory=list)
+    """W&B tags of the run."""
+
+
+Tracker = Literal["tensorboard", "wandb"]
+"""An experiment tracker: TensorBoard event files in `<run_dir>/tensorboard/`, or W&B."""

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from outrider.config.base import ConfigModel
 from outrider.config.common import ServerConfig
+from outrider.config.names import BUILTIN_ENV_NAMES, BuiltinEnvName  # generated from envs/builtin (make catalog)
 
-BuiltinEnvName = Literal["math", "code", "python-tool", "guess-number"]
-BUILTIN_ENV_NAMES: tuple[str, ...] = ("math", "code", "python-tool", "guess-number")
 SandboxBackendName = Literal["auto", "bwrap", "gvisor", "docker", "subprocess"]
 
 KIB = 1024
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+
+MODULE_NAME_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+# host (or [IPv6]) and port, each may hold shell wildcards: `*.envs.svc:*`, `[::1]:5007?`.
+ENDPOINT_PATTERN_RE = re.compile(r"^(\[[0-9a-fA-F:*?]+\]|[^\s:]+):[0-9*?\[\]!-]+$")
 
 
 class SandboxLimitsConfig(ConfigModel):
@@ -33,6 +37,24 @@ class SandboxLimitsConfig(ConfigModel):
     """stdout and stderr are each kept up to this many bytes; more output stops the program."""
     max_file_bytes: int = Field(16 * MIB, ge=KIB, le=16 * GIB)
     """Largest file the program may write (RLIMIT_FSIZE), bytes."""
+
+
+class SandboxMaximaConfig(SandboxLimitsConfig):
+    """The largest limits an EnvSpec's `sandbox` may ask for; the env service refuses a spec
+    above one (RLIMITs are per process: the host must be sized for what specs may ask)."""
+
+    wall_time_s: float = Field(300.0, gt=0, le=3600)
+    """Largest wall-clock limit of one run, seconds."""
+    cpu_time_s: float = Field(300.0, gt=0, le=3600)
+    """Largest CPU-time limit of each process, seconds."""
+    memory_bytes: int = Field(8 * GIB, ge=16 * MIB, le=256 * GIB)
+    """Largest address-space limit of each process, bytes."""
+    max_processes: int = Field(256, ge=1, le=4096)
+    """Largest process and thread count of one run."""
+    max_output_bytes: int = Field(16 * MIB, ge=KIB, le=64 * MIB)
+    """Largest kept stdout (and stderr) of one run, bytes."""
+    max_file_bytes: int = Field(1 * GIB, ge=KIB, le=16 * GIB)
+    """Largest file a run may write, bytes."""
 
 
 class SandboxConfig(ConfigModel):
@@ -86,6 +108,49 @@ class EnvServiceConfig(ConfigModel):
     """Deadline of a call proxied to a remote environment whose spec gives none, seconds."""
     sandbox: SandboxConfig = SandboxConfig()
     """The sandbox of code-running environments."""
+    max_sandbox_limits: SandboxMaximaConfig = SandboxMaximaConfig()
+    """The largest sandbox limits an EnvSpec may ask for (each field separately); a spec above
+    one is refused at registration naming the field and the maximum."""
+    allowed_python_modules: list[str] = Field(
+        default_factory=lambda: ["outrider.envs.builtin", "outrider.envs.examples"], max_length=1024
+    )
+    """Modules (with their submodules) whose classes a RegisterEnv request may name as entry
+    point; any other module is refused before it is imported. Environments of `builtin_envs`
+    and `spec_files` are the operator's own and need no entry here."""
+    entry_point_import_timeout_s: float = Field(60.0, gt=0, le=3600)
+    """A RegisterEnv entry point's module is imported first in a child process, which must
+    finish within this many seconds (an exception, exit or crash there refuses the spec)."""
+    allowed_remote_endpoints: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"], max_length=1024
+    )
+    """`host:port` patterns (shell-style: `*`, `?`, `[...]`; case-insensitive) a remote spec's
+    address must match, e.g. `envs.example.svc:50071` or `*.envs.svc:*`. Link-local and
+    unspecified addresses, metadata host names and gRPC schemes such as `unix:` are refused
+    whatever this says."""
+
+    @field_validator("allowed_python_modules")
+    @classmethod
+    def _module_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not MODULE_NAME_RE.match(name):
+                raise ValueError(f"{name!r} is not a dotted module name like 'my_envs.games'")
+        return names
+
+    @field_validator("allowed_remote_endpoints")
+    @classmethod
+    def _endpoint_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not ENDPOINT_PATTERN_RE.match(pattern):
+                raise ValueError(f"{pattern!r} is not a 'host:port' pattern (a bracketed IPv6 host, no scheme)")
+        return patterns
+
+    @model_validator(mode="after")
+    def _defaults_within_maxima(self) -> EnvServiceConfig:
+        for name in SandboxLimitsConfig.model_fields:
+            value, cap = getattr(self.sandbox.limits, name), getattr(self.max_sandbox_limits, name)
+            if value > cap:
+                raise ValueError(f"sandbox.limits.{name} ({value}) exceeds max_sandbox_limits.{name} ({cap})")
+        return self
 
     @field_validator("builtin_envs")
     @classmethod

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from outrider.config.algorithm_catalog import check_params, names, requires
 from outrider.config.base import ConfigModel
+from outrider.config.common import Tracker, WandbConfig
 
 
 class Algorithm(ConfigModel):
@@ -265,8 +266,16 @@ class LearnerConfig(ConfigModel):
     """Give up waiting for a full step of groups after this long (0: wait forever)."""
     metrics_port: int | None = Field(0, ge=0, le=65535)
     """Prometheus endpoint of rank 0 (0: a free port; null: off)."""
-    tensorboard: bool = True
-    """Write TensorBoard event files next to metrics.jsonl."""
+    report_to: list[Tracker] = Field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers that get every step's metrics and sample episodes, besides
+    metrics.jsonl and Prometheus: `tensorboard` (event files in `<run_dir>/tensorboard/`),
+    `wandb` (see `wandb`); `[]`: none."""
+    wandb: WandbConfig = WandbConfig()
+    """The W&B run, when `report_to` names `wandb`."""
+    log_samples: int = Field(4, ge=0, le=64)
+    """Sample episodes per step (prompt, the rest of the episode, reward; the best and the
+    worst of the first groups) decoded into `<run_dir>/samples.jsonl`, the trackers and
+    the run report (0: none)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> LearnerConfig:
@@ -275,11 +284,11 @@ class LearnerConfig(ConfigModel):
             raise ValueError(
                 f"advantage {self.algorithm.advantage.name!r} needs a value critic: set learner.critic.enabled: true"
             )
-        tis = {"tis_token", "tis_sequence"}
+        tis = {"tis_token", "tis_sequence", "tis_partial"}
         if self.stale_groups == "correct" and not tis & {t.name for t in self.algorithm.transforms}:
             raise ValueError(
                 "stale_groups: correct needs a truncated importance sampling transform "
-                "(tis_token or tis_sequence) in algorithm.transforms"
+                "(tis_token, tis_sequence or tis_partial) in algorithm.transforms"
             )
         return self
 

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from outrider.config.algorithm_catalog import check_params, names, requires
 from outrider.config.base import ConfigModel
+from outrider.config.common import Tracker, WandbConfig
 from outrider.config.learner import Algorithm, EngineConfig, OptimizerConfig
 
 
@@ -48,8 +49,11 @@ class OfflineTrainConfig(ConfigModel):
     """Also save a DeepSpeed checkpoint every this many steps (0: only at the end)."""
     keep_checkpoints: int = Field(1, ge=1)
     """Checkpoints kept on disk (older ones are deleted)."""
-    tensorboard: bool = False
-    """Write TensorBoard event files next to metrics.jsonl."""
+    report_to: list[Tracker] = Field(default_factory=list)
+    """Experiment trackers that get every step's metrics besides metrics.jsonl:
+    `tensorboard` (event files in `<run_dir>/tensorboard/`), `wandb` (see `wandb`)."""
+    wandb: WandbConfig = WandbConfig()
+    """The W&B run, when `report_to` names `wandb`."""
 
     @property
     def run_dir(self) -> Path:

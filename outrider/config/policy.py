@@ -100,6 +100,10 @@ class PolicyServiceConfig(ConfigModel):
     """vLLM backend settings."""
     hf: HfOptions = HfOptions()
     """HF transformers backend settings."""
+    max_version_jump: int = Field(1_000_000, ge=1, le=2**64 - 1)
+    """Most an UpdateWeights may raise the weights version at once (new - served); a larger
+    step is refused with INVALID_ARGUMENT, so no caller can push a version (such as 2^64-1)
+    after which the learner's next version would never be newer."""
 
     @property
     def model_name(self) -> str:

@@ -37,6 +37,41 @@ class RewardSourceConfig(ConfigModel):
     sooner is better."""
 
 
+class PartialRolloutConfig(ConfigModel):
+    """Partial rollouts (Kimi k1.5, 2501.12599 §2.6.2; docs/rollout.md): long completions are
+    generated a segment at a time across learner steps instead of holding up a whole step."""
+
+    segment_tokens: int | None = Field(None, ge=1, le=65536)
+    """New tokens per Generate call of a training rollout; a completion cut there (its turn's
+    own `sampling.max_tokens` not used up) is parked with its group and continued by a later
+    rollout on newer weights, each segment recording the version that sampled it. null: off."""
+    max_parks: int = Field(2, ge=1, le=64)
+    """Times a group may be parked; after that its cut completions go on at once (later
+    segments on whatever version serves them). A group parked k times is at least k versions
+    old when trained: keep k within `learner.max_policy_lag`."""
+    max_parked: int | None = Field(None, ge=1, le=100_000)
+    """Groups parked at once (all workers together); a group cut while the park is full goes on
+    at once. null: `learner.groups_per_step`. Bounds the work waiting in Redis, and keeps a step
+    that cuts every group from parking them all (the learner would wait for ever)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.segment_tokens is not None
+
+
+class RepetitionConfig(ConfigModel):
+    """Repetition early stop (docs/rollout.md): an episode whose completion repeats an n-gram of
+    token ids too often is stopped and flagged (Trajectory.repetition)."""
+
+    ngram: int = Field(8, ge=1, le=256)
+    """n: length of the token-id n-grams counted in each turn's completion."""
+    max_repeats: int = Field(4, ge=1, le=10_000)
+    """An n-gram may occur this many times in one completion; one more stops the episode."""
+    reward: float | None = Field(None, ge=-100.0, le=100.0)
+    """Outcome reward of a stopped episode, replacing the environment's or verifiers' (a
+    penalty such as −1 teaches the policy not to loop); null: scored like any other episode."""
+
+
 class RolloutConfig(ConfigModel):
     envs: list[str] = Field(default_factory=lambda: ["math"], min_length=1)
     """Environments to train on (tasks come from the curriculum service)."""
@@ -73,6 +108,11 @@ class RolloutConfig(ConfigModel):
     which keeps rollouts within the learner's staleness bound."""
     task_time_limit_s: float = Field(1800.0, gt=0)
     """A rollout task running longer is killed (and retried once)."""
+    partial: PartialRolloutConfig = PartialRolloutConfig()
+    """Partial rollouts: long completions cut at a per-call token budget and continued in a
+    later step by newer weights (off unless `segment_tokens` is set)."""
+    repetition: RepetitionConfig | None = None
+    """Stop an episode whose completion repeats an n-gram too often; null: off."""
 
 
 class BoundaryConfig(ConfigModel):

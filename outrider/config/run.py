@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -16,8 +16,12 @@ from outrider.config.policy import PolicyServiceConfig
 from outrider.config.reward import RewardServiceConfig
 from outrider.config.rollout import EvalConfig, RolloutConfig
 
+# The one list of services, in start order. A service `<name>` is the package
+# outrider.services.<name> (services/<name>/, with main.py) and the RunConfig section
+# `<name>`; everything else that lists services derives from this (docs/development.md,
+# Adding a service): `outrider serve`, the local stack, the Helm chart (`make catalog`).
 ServiceName = Literal["policy", "env", "reward", "curriculum"]
-SERVICE_NAMES: tuple[str, ...] = ("policy", "env", "reward", "curriculum")
+SERVICE_NAMES: tuple[str, ...] = get_args(ServiceName)
 
 
 class StackConfig(ConfigModel):
@@ -71,6 +75,17 @@ class RunConfig(ConfigModel):
     """Rollout workers: environments, group size, sampling, reward sources."""
     evaluation: EvalConfig = EvalConfig()
     """pass@k on held-out tasks before and after training."""
+
+    @model_validator(mode="after")
+    def _parks_within_lag(self) -> RunConfig:
+        # A group parked k times is at least k versions old when trained (docs/rollout.md).
+        partial, learner = self.rollout.partial, self.learner
+        if partial.enabled and learner.stale_groups == "drop" and partial.max_parks > learner.max_policy_lag:
+            raise ValueError(
+                f"rollout.partial.max_parks={partial.max_parks} exceeds learner.max_policy_lag="
+                f"{learner.max_policy_lag}: a group parked that often is dropped as stale when it is done"
+            )
+        return self
 
     @property
     def run_dir(self) -> Path:

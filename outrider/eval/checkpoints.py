@@ -111,8 +111,17 @@ def resolve_checkpoint(name: str, source: str, where: str | None = None) -> Chec
         # RUN_DIR/checkpoints/step-N names a step; its files are under actor/, rng/, state/.
         return _deepspeed(name, source, path.parent.resolve(), int(step.group(1)), where)
     if not path.exists():
+        from outrider.models import ModelNotFound
+        from outrider.models.hub import is_hub_id
+
+        if is_hub_id(source):
+            try:
+                return Checkpoint(name, source, folder=resolve_model(source))
+            except ModelNotFound as exc:
+                raise CheckpointError(f"{where}: {exc}") from exc
         raise CheckpointError(
-            f"{where}: no such file or folder, and not a built-in model (built-in: {', '.join(builtin_names())})"
+            f"{where}: no such file or folder, not a built-in model (built-in: {', '.join(builtin_names())}), "
+            "and not a Hugging Face Hub id (owner/name[@revision])"
         )
     path = path.resolve()
     if (path / "config.json").is_file():

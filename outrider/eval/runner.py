@@ -175,7 +175,7 @@ class EvalRun:
             raise EvalError(f"interrupted; continue with `outrider eval ... --resume` (stored so far: {self.out})")
 
     def _start_env(self) -> dict[str, common_pb2.Task]:
-        from outrider.services.env.client import EnvClient
+        from outrider.clients.env import EnvClient
 
         logs = self.out / store.LOGS_DIR
         logs.mkdir(parents=True, exist_ok=True)
@@ -345,7 +345,7 @@ class EvalRun:
 
     def _score(self, address: str, tasks) -> None:
         from outrider.eval.scoring import score_solutions
-        from outrider.services.policy.client import PolicyClient
+        from outrider.clients.policy import PolicyClient
 
         waiting = self._unscored(tasks)
         count = sum(len(s.solutions) for group in waiting.values() for s in group)

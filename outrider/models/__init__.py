@@ -1,10 +1,11 @@
-"""Models the platform serves: built-in names or local HF folders.
+"""Models the platform serves: built-in names, local HF folders, Hugging Face Hub ids.
 
-`resolve_model(spec)` turns a config's `model` value into an HF folder:
-a built-in name (`smollm2-135m-instruct`, `tiny-random`) is materialized once
-into the cache (`$OUTRIDER_CACHE/models`, default `~/.cache/outrider/models`),
-any other value must be a local folder with a `config.json`. Nothing is
-downloaded from a model hub.
+`resolve_model(spec)` turns a config's `model` value into an HF folder, trying in
+order: a built-in name (`smollm2-135m-instruct`, `tiny-random`), materialized once
+into the cache (`$OUTRIDER_CACHE/models`, default `~/.cache/outrider/models`) with
+no download; a local folder with a `config.json`; a Hub id (`owner/name[@revision]`,
+`outrider.models.hub`): the snapshot in the standard Hugging Face cache, downloaded
+first when it is not there and `HF_HUB_OFFLINE` is not set.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def builtin_names() -> list[str]:
 
 
 def resolve_model(spec: str) -> Path:
-    """A built-in model name or a local HF folder -> the folder to load."""
+    """A built-in model name, a local HF folder or a Hub id -> the folder to load."""
+    from outrider.models.hub import is_hub_id, resolve_hub
+
     if spec in BUILTIN_MODELS:
         return materialize(spec)
     folder = Path(spec).expanduser()
@@ -46,8 +49,12 @@ def resolve_model(spec: str) -> Path:
         if not (folder / "config.json").is_file():
             raise ModelNotFound(f"{folder} is a folder but has no config.json (not an HF model folder)")
         return folder.resolve()
+    tried = [f"built-in models ({', '.join(builtin_names())})", f"a local folder {spec!r}: does not exist"]
+    if is_hub_id(spec):
+        return resolve_hub(spec, tried)
     raise ModelNotFound(
-        f"model {spec!r} is neither a built-in model ({', '.join(builtin_names())}) nor an existing local folder"
+        f"model {spec!r} is neither a built-in model ({', '.join(builtin_names())}), nor an existing local folder, "
+        "nor a Hugging Face Hub id (owner/name[@revision])"
     )
 
 

@@ -15,6 +15,14 @@ statistics and of the loss. A failed Generate call is not such a failure: it
 hits every running episode of the group at once, and keeping only the episodes
 that had already finished would keep the short ones, so the whole group is
 retried (worker.py).
+
+Partial rollouts (partial.py, `rollout.partial`): with a `park` callback, each
+Generate call samples at most `segment_tokens`; a completion cut there (its
+turn's own budget not used up) leaves its episode `open` and waiting, and when
+every running episode waits the group is parked or, if the park refuses, goes
+on at once. A turn continued over several calls records one Segment per call
+with the version that sampled it. Repetition early stop (`rollout.repetition`,
+repetition.py) checks each turn's completion after every call.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -35,6 +44,7 @@ from outrider.proto.v1.trajectory_pb2 import (
     INFRA_FAILURE_ENV_UNAVAILABLE,
     INFRA_FAILURE_NONE,
 )
+from outrider.rollout.repetition import find_repetition
 from outrider.rollout.tokens import ObservationTokens
 
 log = logging.getLogger(__name__)
@@ -59,10 +69,20 @@ class Episode:
     """trajectory_pb2.InfraFailure of `error`: which part of the infrastructure failed."""
     outcome_reward: float = 0.0
     step_rewards: list[trajectory_pb2.StepReward] = field(default_factory=list)
+    open: bool = False
+    """Its last turn's completion was cut at the segment budget and is not finished yet."""
+    waiting: bool = False
+    """Open, and not to be continued in this task before the group is parked or goes on."""
+    repetition: trajectory_pb2.RepetitionStop | None = None
+    """Set when the episode was stopped for repeating an n-gram (rollout.repetition)."""
 
     @property
     def running(self) -> bool:
         return not self.done and not self.error
+
+    @property
+    def finished_turns(self) -> int:
+        return len(self.turns) - self.open
 
     def fail(self, failure: int, error: str) -> None:
         """End the episode for an infrastructure failure (the first one is kept)."""
@@ -104,6 +124,7 @@ class GroupPlayer:
         self.env = env
         self.cfg = cfg
         self.observations = ObservationTokens(policy)
+        self.segment: int | None = None  # rollout.partial.segment_tokens while playing with a park
         self.eos_ids = set(policy.info().eos_token_ids)
         # Seconds the last `play` spent waiting on each service ("policy", "env"):
         # the rollout part of the training step-time breakdown. One player per
@@ -121,19 +142,44 @@ class GroupPlayer:
         finally:
             self.seconds[service] += time.perf_counter() - started
 
-    def play(self, task: common_pb2.Task, size: int | None = None, seed: int = 0) -> list[Episode]:
-        """Play `size` (default G) episodes of `task` to the end; rewards are assigned later."""
-        episodes = [Episode(index=i) for i in range(size or self.cfg.group_size)]
+    def play(
+        self,
+        task: common_pb2.Task,
+        size: int | None = None,
+        seed: int = 0,
+        *,
+        resume: list[Episode] | None = None,
+        park: Callable[[list[Episode]], bool] | None = None,
+    ) -> list[Episode]:
+        """Play `size` (default G) episodes of `task` to the end; rewards are assigned later.
+
+        `park` (training rollouts with `rollout.partial.segment_tokens` set): called when every
+        running episode waits on a completion cut at the segment budget; True means the group
+        was stored, and play returns with those episodes `open`; False: they go on now.
+        `resume`: the episodes of a parked group, played on from where they were."""
+        self.segment = self.cfg.partial.segment_tokens if park is not None else None
+        episodes = resume if resume is not None else [Episode(index=i) for i in range(size or self.cfg.group_size)]
         self.seconds = defaultdict(float)
         self.generations = []
         try:
-            self._start(task, episodes, seed)
-            while running := [e for e in episodes if e.running]:
-                self._turn(running)
+            if resume is None:
+                self._start(task, episodes, seed)
+            else:
+                self._reopen(task, episodes, seed)
+            while True:
+                while active := [e for e in episodes if e.running and not e.waiting]:
+                    self._turn(active)
+                waiting = [e for e in episodes if e.running and e.waiting]
+                if not waiting or park(episodes):
+                    break
+                for episode in waiting:
+                    episode.waiting = False
         finally:
+            # A parked group's sessions close too: a resume opens new ones and replays.
             for episode in episodes:
                 if episode.session_id:
                     self._close(episode)
+                    episode.session_id = ""
         return episodes
 
     def _start(self, task: common_pb2.Task, episodes: list[Episode], seed: int) -> None:
@@ -159,16 +205,59 @@ class GroupPlayer:
             episode.loss_mask = [False] * len(episode.token_ids)
             episode.prompt_length = len(episode.token_ids)
 
+    def _reopen(self, task: common_pb2.Task, episodes: list[Episode], seed: int) -> None:
+        """New sessions for a parked group's running episodes, brought to where they were by
+        replaying their finished turns' actions; an environment that answers differently
+        than it did fails the episode (it cannot be continued)."""
+        for episode in episodes:
+            if not episode.running:
+                continue
+            try:
+                with self._timed("env"):
+                    reply = self.env.create_session(task.env, task.id, seed=seed + episode.index)
+                episode.session_id = reply.session_id
+                problem = self._replay(episode, list(reply.observation.messages))
+            except grpc.RpcError as exc:
+                episode.fail(INFRA_FAILURE_ENV_UNAVAILABLE, f"resume: {exc.code().name}: {exc.details()}")
+                continue
+            if problem:
+                episode.fail(INFRA_FAILURE_ENV_ERROR, f"resume: the environment does not replay: {problem}")
+
+    def _replay(self, episode: Episode, first: list[ChatMessage]) -> str | None:
+        recorded = episode.messages
+        if recorded[: len(first)] != first:
+            return "its first observation differs"
+        position = len(first)
+        for index, turn in enumerate(episode.turns[: episode.finished_turns]):
+            if position >= len(recorded) or recorded[position].role != "assistant":
+                return f"turn {index} has no assistant reply on record"
+            ids = episode.token_ids[turn.start : turn.start + turn.completion_length]
+            with self._timed("env"):
+                reply = self.env.step(episode.session_id, recorded[position].content, ids)
+            if reply.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK):
+                return f"turn {index}: env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}"
+            answer = list(reply.observation.messages)
+            if reply.done or reply.reward != turn.env_reward or recorded[position + 1 : position + 1 + len(answer)] != answer:
+                return f"turn {index} is answered differently"
+            position += 1 + len(answer)
+        return None if position == len(recorded) else "the conversation has messages the replay did not give"
+
+    def _allowance(self, episode: Episode) -> int:
+        """New tokens the episode may still sample in its current (or next) turn."""
+        in_turn = episode.turns[-1].completion_length if episode.open else 0
+        return min(self.cfg.sampling.max_tokens - in_turn, self.cfg.max_episode_tokens - len(episode.token_ids))
+
     def _turn(self, running: list[Episode]) -> None:
         budget = self.cfg.max_episode_tokens
         for episode in running:
-            over_turns = self.cfg.max_turns is not None and len(episode.turns) >= self.cfg.max_turns
-            if len(episode.token_ids) >= budget or over_turns:
+            over_turns = self.cfg.max_turns is not None and episode.finished_turns >= self.cfg.max_turns
+            if not episode.open and (len(episode.token_ids) >= budget or over_turns):
                 episode.done = episode.truncated = True
         running = [e for e in running if not e.done]
         if not running:
             return
-        max_tokens = min(self.cfg.sampling.max_tokens, budget - max(len(e.token_ids) for e in running))
+        allowances = [self._allowance(e) for e in running]
+        max_tokens = min(allowances) if self.segment is None else min(*allowances, self.segment)
         same_prompt = len({tuple(e.token_ids) for e in running}) == 1
         started = time.time()
         if same_prompt:
@@ -182,7 +271,34 @@ class GroupPlayer:
                 reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens))
             completions = [result.completions[0] for result in reply.results]
         self.generations.append((started, time.time(), len(running)))
-        replies = [self._apply(e, c, reply.policy_version) for e, c in zip(running, completions, strict=True)]
+        ended = []
+        for episode, completion, allowed in zip(running, completions, allowances, strict=True):
+            continued = self._append(episode, completion, reply.policy_version)
+            # Cut by this call's budget, not by the turn's own: the completion goes on later.
+            # (A shorter length stop is the engine's own, e.g. its context: the turn ends.)
+            cut = (
+                self.segment is not None
+                and completion.finish_reason == FinishReason.FINISH_REASON_LENGTH
+                and len(completion.token_ids) == max_tokens < allowed
+            )
+            if self._repeats(episode):
+                episode.done = episode.truncated = True
+                episode.open = episode.waiting = False
+            elif cut:
+                episode.open = episode.waiting = True
+                continue
+            else:
+                episode.open = False
+            ended.append((episode, completion.text, continued))
+        texts = self._texts(ended)
+        replies = []
+        for (episode, _, _), text in zip(ended, texts, strict=True):
+            turn = episode.turns[-1]
+            if len(turn.segments) == 1:
+                turn.ClearField("segments")  # sampled in one call: Turn.policy_version says it all
+            episode.messages.append(ChatMessage(role="assistant", content=text))
+            if episode.running:
+                replies.append(self._step(episode, turn, text))
         pending = [r for r in replies if r is not None]
         if not pending:
             return
@@ -194,41 +310,79 @@ class GroupPlayer:
             episode.logprobs += [0.0] * len(observation)
             episode.loss_mask += [False] * len(observation)
 
-    def _apply(
-        self, episode: Episode, completion: policy_pb2.Completion, version: int
-    ) -> tuple[Episode, trajectory_pb2.Turn, int | None, list[ChatMessage]] | None:
-        """Append the completion and step the environment; returns what still has to be
-        rendered as tokens (the episode, its turn, the end token, the env's messages),
-        or None when the episode ended or failed."""
+    def _append(self, episode: Episode, completion: policy_pb2.Completion, version: int) -> bool:
+        """Append the sampled tokens to the episode's open turn (True) or to a new turn."""
         ids = list(completion.token_ids)
-        turn = trajectory_pb2.Turn(
-            start=len(episode.token_ids),
-            completion_length=len(ids),
-            policy_version=version,
-            finish_reason=completion.finish_reason,
-            sampling=_support(self.cfg),
-        )
+        continued = episode.open
+        if continued:
+            turn = episode.turns[-1]
+            turn.completion_length += len(ids)
+            turn.finish_reason = completion.finish_reason
+        else:
+            turn = trajectory_pb2.Turn(
+                start=len(episode.token_ids),
+                completion_length=len(ids),
+                policy_version=version,
+                finish_reason=completion.finish_reason,
+                sampling=_support(self.cfg),
+            )
+            episode.turns.append(turn)
+        if self.segment is not None:
+            turn.segments.append(trajectory_pb2.Segment(length=len(ids), policy_version=version))
         episode.token_ids += ids
         # A truncated turn is trained over its support (Turn.sampling): record the sampler's
         # log-probs over it where the backend reports them, else the full-vocabulary ones.
         truncated = turn.HasField("sampling") and len(completion.support_logprobs) == len(ids)
         episode.logprobs += list(completion.support_logprobs if truncated else completion.logprobs)
         episode.loss_mask += [True] * len(ids)
-        episode.messages.append(ChatMessage(role="assistant", content=completion.text))
+        return continued
+
+    def _repeats(self, episode: Episode) -> bool:
+        """Stop the episode when its current turn's completion repeats an n-gram too often."""
+        rule = self.cfg.repetition
+        if rule is None:
+            return False
+        turn = episode.turns[-1]
+        found = find_repetition(episode.token_ids[turn.start : turn.start + turn.completion_length], rule.ngram, rule.max_repeats)
+        if found is None:
+            return False
+        episode.repetition = trajectory_pb2.RepetitionStop(turn_index=len(episode.turns) - 1, ngram=found.ngram, count=found.count)
+        return True
+
+    def _texts(self, ended: list[tuple[Episode, str, bool]]) -> list[str]:
+        """Each ended turn's completion text: the Generate reply's, or, for a turn sampled over
+        several calls, its ids detokenized at once (segment texts do not concatenate where a
+        character's bytes straddle a cut); one Detokenize for the group."""
+        joined = [i for i, (_, _, continued) in enumerate(ended) if continued]
+        texts = [text for _, text, _ in ended]
+        if joined:
+            spans = []
+            for i in joined:
+                episode, turn = ended[i][0], ended[i][0].turns[-1]
+                spans.append(episode.token_ids[turn.start : turn.start + turn.completion_length])
+            with self._timed("policy"):
+                for i, text in zip(joined, self.policy.detokenize(spans), strict=True):
+                    texts[i] = text
+        return texts
+
+    def _step(
+        self, episode: Episode, turn: trajectory_pb2.Turn, text: str
+    ) -> tuple[Episode, trajectory_pb2.Turn, int | None, list[ChatMessage]] | None:
+        """Step the environment with the finished turn; returns what still has to be rendered
+        as tokens (the episode, its turn, the end token, the env's messages), or None when the
+        episode ended or failed."""
+        ids = episode.token_ids[turn.start : turn.start + turn.completion_length]
         try:
             with self._timed("env"):
-                reply = self.env.step(episode.session_id, completion.text, ids)
+                reply = self.env.step(episode.session_id, text, ids)
         except grpc.RpcError as exc:
             # The turn was sampled: it stays on record (its tokens are in token_ids).
-            episode.turns.append(turn)
             episode.fail(INFRA_FAILURE_ENV_UNAVAILABLE, f"Step: {exc.code().name}: {exc.details()}")
             return None
         if reply.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK):
-            episode.turns.append(turn)
             episode.fail(INFRA_FAILURE_ENV_ERROR, f"env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}")
             return None
         turn.env_reward = reply.reward
-        episode.turns.append(turn)
         episode.process_scores.append(reply.info.process_score if reply.info.HasField("process_score") else None)
         episode.solved = episode.solved or reply.info.solved
         if reply.done:
@@ -236,7 +390,7 @@ class GroupPlayer:
             return None
         new_messages = list(reply.observation.messages)
         episode.messages += new_messages
-        ended_on_eos = completion.finish_reason == FinishReason.FINISH_REASON_STOP and ids and ids[-1] in self.eos_ids
+        ended_on_eos = turn.finish_reason == FinishReason.FINISH_REASON_STOP and ids and ids[-1] in self.eos_ids
         return episode, turn, ids[-1] if ended_on_eos else None, new_messages
 
     def _close(self, episode: Episode) -> None:
@@ -256,6 +410,26 @@ def _status(episode: Episode) -> ItemStatus:
     return ItemStatus(code=ItemStatus.ERROR, message=episode.error, source=source)
 
 
+def trajectory_of(episode: Episode, trajectory_id: str = "") -> trajectory_pb2.Trajectory:
+    """The episode as a Trajectory: what the bus carries, and the stored form of a parked
+    episode (outcome_reward and step_rewards are 0 and empty until the group ends)."""
+    return trajectory_pb2.Trajectory(
+        trajectory_id=trajectory_id,
+        prompt_length=episode.prompt_length,
+        token_ids=episode.token_ids,
+        logprobs=episode.logprobs,
+        loss_mask=episode.loss_mask,
+        turns=episode.turns,
+        outcome_reward=episode.outcome_reward,
+        step_rewards=episode.step_rewards,
+        truncated=episode.truncated,
+        solved=episode.solved,
+        status=_status(episode),
+        infra_failure=episode.failure if episode.error else INFRA_FAILURE_NONE,
+        repetition=episode.repetition,
+    )
+
+
 def build_group(task: common_pb2.Task, group_id: str, episodes: list[Episode]) -> GroupResult:
     """The TrajectoryGroup of the episodes that played at least one turn, the ones that
     infrastructure cut short flagged with their `infra_failure` (an episode that failed
@@ -263,24 +437,9 @@ def build_group(task: common_pb2.Task, group_id: str, episodes: list[Episode]) -
     group = trajectory_pb2.TrajectoryGroup(group_id=group_id, env=task.env, task_id=task.id)
     errors = [f"episode {e.index}: {e.error}" for e in episodes if e.error]
     for episode in episodes:
-        if not episode.turns:
-            continue
-        group.trajectories.append(
-            trajectory_pb2.Trajectory(
-                trajectory_id=f"{group_id}/{episode.index}",
-                prompt_length=episode.prompt_length,
-                token_ids=episode.token_ids,
-                logprobs=episode.logprobs,
-                loss_mask=episode.loss_mask,
-                turns=episode.turns,
-                outcome_reward=episode.outcome_reward,
-                step_rewards=episode.step_rewards,
-                truncated=episode.truncated,
-                solved=episode.solved,
-                status=_status(episode),
-                infra_failure=episode.failure if episode.error else INFRA_FAILURE_NONE,
-            )
-        )
+        if episode.turns:
+            group.trajectories.append(trajectory_of(episode, f"{group_id}/{episode.index}"))
+    # Turn.policy_version is a turn's first (oldest) segment's.
     versions = [turn.policy_version for t in group.trajectories for turn in t.turns]
     group.policy_version = min(versions) if versions else 0
     return GroupResult(group, episodes, errors)

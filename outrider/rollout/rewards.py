@@ -7,6 +7,10 @@ Steps:    env            s_t = the env's process signal after turn t; r_t = s_t 
           prm            the reward service's PRM, one step per assistant turn, shaped there
                           by the same rule
 
+Repetition early stop: an episode stopped for repeating itself (Trajectory.repetition)
+gets `rollout.repetition.reward` as its outcome reward when that is set (and is then not
+sent to the verifiers); its step rewards are computed as for any episode.
+
 A step reward sits on the last completion token of its turn. A failed
 verifier or PRM call fails the episode (with the reason, as an infrastructure
 failure the learner leaves out of the group); nothing becomes 0.
@@ -30,13 +34,23 @@ def _turn_end(turn: trajectory_pb2.Turn) -> int:
     return turn.start + max(turn.completion_length, 1) - 1
 
 
-def assign_rewards(task: common_pb2.Task, episodes: list[Episode], cfg: RewardSourceConfig, reward_client=None) -> None:
-    """Fill `outcome_reward` and `step_rewards` of each finished episode (or its `error`)."""
+def assign_rewards(
+    task: common_pb2.Task,
+    episodes: list[Episode],
+    cfg: RewardSourceConfig,
+    reward_client=None,
+    repetition_reward: float | None = None,
+) -> None:
+    """Fill `outcome_reward` and `step_rewards` of each finished episode (or its `error`);
+    `repetition_reward`: the outcome of an episode stopped for repeating itself (None: scored)."""
     finished = [e for e in episodes if not e.error and e.turns]
+    penalised = [e for e in finished if e.repetition is not None and repetition_reward is not None]
     for episode in finished:
         episode.outcome_reward = sum(t.env_reward for t in episode.turns) - cfg.turn_penalty * (len(episode.turns) - 1)
     if cfg.outcome == "reward-service":
-        _outcome_from_service(task, finished, cfg, reward_client)
+        _outcome_from_service(task, [e for e in finished if e.repetition is None or repetition_reward is None], cfg, reward_client)
+    for episode in penalised:
+        episode.outcome_reward = repetition_reward
     if cfg.steps == "env":
         for episode in finished:
             _env_steps(episode, cfg)

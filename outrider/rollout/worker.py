@@ -13,6 +13,10 @@ prefetch 1, a visibility timeout longer than any rollout, and fast restore of
 unacknowledged tasks, so a SIGKILLed worker's task runs again on another
 worker within seconds. The group id makes that retry idempotent: the bus
 drops a group id it has seen, so nothing is trained twice.
+
+Partial rollouts (`rollout.partial`, outrider/rollout/partial.py): a task may
+end with its group parked instead of sent; the dispatcher sends the same task
+again once newer weights serve, and the worker then goes on from the park.
 """
 
 from __future__ import annotations
@@ -83,10 +87,10 @@ class Rollouts:
 
     def __init__(self, run: RunConfig):
         from outrider.rollout.rpcs import Counted
-        from outrider.services.curriculum.client import CurriculumClient
-        from outrider.services.env.client import EnvClient
-        from outrider.services.policy.client import PolicyClient
-        from outrider.transport import RedisSender
+        from outrider.clients.curriculum import CurriculumClient
+        from outrider.clients.env import EnvClient
+        from outrider.clients.policy import PolicyClient
+        from outrider.transport import RedisSender, RolloutPark
 
         addresses = run.stack.addresses
         self.run = run
@@ -99,10 +103,12 @@ class Rollouts:
             self.curriculum = Counted(CurriculumClient(addresses["curriculum"]), "curriculum", self.rpcs)
         self.reward = None
         if run.rollout.reward.outcome == "reward-service" or run.rollout.reward.steps == "prm":
-            from outrider.services.reward.client import RewardClient
+            from outrider.clients.reward import RewardClient
 
             self.reward = Counted(RewardClient(addresses["reward"]), "reward", self.rpcs)
-        self.sender = RedisSender(redis.Redis.from_url(run.redis.url), run.bus)
+        client = redis.Redis.from_url(run.redis.url)
+        self.sender = RedisSender(client, run.bus)
+        self.park = RolloutPark(client, run.bus) if run.rollout.partial.enabled else None
         from outrider.rollout.episodes import GroupPlayer
 
         self.player = GroupPlayer(self.policy, self.env, run.rollout)
@@ -111,14 +117,55 @@ class Rollouts:
 
     def play(self, task: common_pb2.Task, group_id: str, seed: int) -> dict:
         from outrider.rollout.episodes import build_group
+        from outrider.rollout.partial import from_partial, partial_group
         from outrider.rollout.rewards import assign_rewards
 
         self.rpcs.clear()
         started_unix = time.time()
         started = time.perf_counter()
-        episodes = self.player.play(task, seed=seed)
+        stored = self.park.load(group_id) if self.park is not None else None
+        parked = False
+        if stored is not None:
+            seed = stored.seed
+
+        def park(episodes) -> bool:
+            nonlocal parked
+            parks = (stored.parks if stored is not None else 0) + 1
+            partial = self.run.rollout.partial
+            if parks > partial.max_parks:
+                return False
+            limit = partial.max_parked or self.run.learner.groups_per_step
+            parked = self.park.park(partial_group(task, group_id, seed, episodes, parks), limit)
+            return parked
+
+        episodes = self.player.play(
+            task,
+            seed=seed,
+            resume=[from_partial(e) for e in stored.episodes] if stored is not None else None,
+            park=park if self.park is not None else None,
+        )
+        summary = {
+            "group_id": group_id,
+            "episodes": len(episodes),
+            "resumed": stored is not None,
+            "parked": parked,
+            "policy_version": min((t.policy_version for e in episodes for t in e.turns), default=0),
+            "seconds": time.perf_counter() - started,
+            "generate_seconds": self.player.seconds["policy"],
+            "env_seconds": self.player.seconds["env"],
+            "turns": sum(len(e.turns) for e in episodes),
+            "started_unix": round(started_unix, 3),
+            "generate_calls": [[round(a, 3), round(b, 3), n] for a, b, n in self.player.generations],
+            "sent": False,
+        }
+        if parked:
+            log.info("group %s parked (%d of its episodes wait on a cut completion)", group_id, sum(e.open for e in episodes))
+            summary["finished_unix"] = round(time.time(), 3)
+            summary["rpcs"] = dict(self.rpcs)
+            return summary
         rewarded = time.perf_counter()
-        assign_rewards(task, episodes, self.run.rollout.reward, self.reward)
+        repetition = self.run.rollout.repetition
+        assign_rewards(task, episodes, self.run.rollout.reward, self.reward, repetition.reward if repetition else None)
         reward_seconds = time.perf_counter() - rewarded
         result = build_group(task, group_id, episodes)
         group = result.group
@@ -127,23 +174,16 @@ class Rollouts:
         # Infra-failed episodes travel flagged (the learner leaves them out of the group);
         # their rewards measured nothing, so neither the counts nor the curriculum see them.
         valid = [t for t in group.trajectories if not t.infra_failure]
-        summary = {
-            "group_id": group_id,
-            "episodes": len(episodes),
+        summary |= {
             "trajectories": len(valid),
             "infra_failures": len(group.trajectories) - len(valid),
             "errors": result.errors,
             "policy_version": group.policy_version,
             "rewards": [t.outcome_reward for t in valid],
             "tokens": sum(sum(t.loss_mask) for t in valid),
+            "repetition_stops": sum(t.HasField("repetition") for t in group.trajectories),
             "seconds": time.perf_counter() - started,
-            "generate_seconds": self.player.seconds["policy"],
-            "env_seconds": self.player.seconds["env"],
             "reward_seconds": reward_seconds,
-            "turns": sum(len(e.turns) for e in episodes),
-            "started_unix": round(started_unix, 3),
-            "generate_calls": [[round(a, 3), round(b, 3), n] for a, b, n in self.player.generations],
-            "sent": False,
         }
         for error in result.errors:
             log.warning("group %s: %s", group_id, error)
@@ -154,6 +194,9 @@ class Rollouts:
             # A group sent before (a retried or replayed task) was reported then.
             if self.curriculum is not None and summary["sent"]:
                 self.curriculum.report(task.env, task.id, summary["rewards"], group.policy_version)
+        if stored is not None:
+            # On the bus now (or given up on): nothing is left to continue.
+            self.park.remove(group_id)
         summary["finished_unix"] = round(time.time(), 3)
         summary["rpcs"] = dict(self.rpcs)
         return summary
@@ -217,7 +260,7 @@ class Evaluators:
     client per address (each checkpoint is served by its own policy service)."""
 
     def __init__(self, run: RunConfig):
-        from outrider.services.env.client import EnvClient
+        from outrider.clients.env import EnvClient
 
         self.run = run
         self.env = EnvClient(run.stack.addresses["env"])
@@ -226,7 +269,7 @@ class Evaluators:
 
     def evaluate(self, request):
         from outrider.rollout.evaluation import evaluate_task as evaluate
-        from outrider.services.policy.client import PolicyClient
+        from outrider.clients.policy import PolicyClient
 
         if request.policy_address not in self.policies:
             for old in self.policies.values():

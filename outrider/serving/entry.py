@@ -18,6 +18,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from outrider.config import ConfigError, load_service_config
 from outrider.serving.logs import configure_logging
 from outrider.serving.server import BuiltServer, run_until_signalled
@@ -45,7 +47,13 @@ def load_for_service(service: str, args: argparse.Namespace):
     cfg = load_service_config(service, args.config, args.overrides)
     updates = {k: v for k, v in (("port", args.port), ("host", args.host)) if v is not None}
     if updates:
-        cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=updates)})
+        # Validated like the file's own values (a port above 65535 is refused, naming it).
+        try:
+            server = type(cfg.server).model_validate({**cfg.server.model_dump(), **updates})
+        except ValidationError as exc:
+            flags = " ".join(f"--{k} {v}" for k, v in updates.items())
+            raise ConfigError(flags, [(f"server.{'.'.join(map(str, e['loc']))}", e["msg"]) for e in exc.errors()]) from None
+        cfg = cfg.model_copy(update={"server": server})
     return cfg
 
 

@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from outrider.config.common import ServerConfig
-from outrider.serving.errors import ServiceError
+from outrider.serving.errors import InvalidArgument, ServiceError
 from outrider.serving.metrics import RPC_SECONDS, RPC_TOTAL, MetricsEndpoint
 
 log = logging.getLogger(__name__)
@@ -53,26 +53,57 @@ def _record(service: str, method: str, code: grpc.StatusCode, start: float) -> N
 
 
 async def _fail(context, service: str, method: str, start: float, exc: Exception):
-    """Answer the call with the status `exc` stands for. Always raises."""
+    """Answer the call with the status `exc` stands for. Always raises.
+
+    A client's error (a ServiceError) is one log line with the status; only a failure
+    of the server itself (anything else: INTERNAL) is logged with its traceback.
+    """
     if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted itself
         _record(service, method, context.code() or grpc.StatusCode.UNKNOWN, start)
         raise exc
     if isinstance(exc, ServiceError):
         _record(service, method, exc.code, start)
+        log.info("%s/%s -> %s: %s", service, method, exc.code.name, exc.message[:300])
         await context.abort(exc.code, exc.message)
     _record(service, method, grpc.StatusCode.INTERNAL, start)
     log.error("%s/%s failed", service, method, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}")
 
 
+def _decoder(deserialize: Callable[[bytes], object] | None, method: str) -> Callable[[bytes], object]:
+    """Request bytes to a message, inside the wrapped handler: an undecodable request then
+    answers INVALID_ARGUMENT like any bad input (left to gRPC, its deserializer's exception
+    is logged with a traceback per request and answered UNKNOWN)."""
+
+    def decode(raw: bytes) -> object:
+        if deserialize is None:
+            return raw
+        try:
+            return deserialize(raw)
+        except Exception as exc:  # noqa: BLE001 - DecodeError, also for too deeply nested messages
+            raise InvalidArgument(f"{method}: the request is not a valid message ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+    return decode
+
+
+async def _decoded(messages, decode: Callable[[bytes], object]):
+    async for raw in messages:
+        yield decode(raw)
+
+
 def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str) -> grpc.RpcMethodHandler:
+    decode = _decoder(handler.request_deserializer, method)
+
+    def request_of(raw):
+        return _decoded(raw, decode) if handler.request_streaming else decode(raw)
+
     if handler.unary_unary or handler.stream_unary:
         inner = handler.unary_unary or handler.stream_unary
 
         async def behavior(request, context):
             start = time.perf_counter()
             try:
-                response = await inner(request, context)
+                response = await inner(request_of(request), context)
             except asyncio.CancelledError:
                 _record(service, method, grpc.StatusCode.CANCELLED, start)
                 raise
@@ -88,7 +119,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str) -> 
         async def behavior(request, context):
             start = time.perf_counter()
             try:
-                async for response in inner(request, context):
+                async for response in inner(request_of(request), context):
                     yield response
             except asyncio.CancelledError:
                 _record(service, method, grpc.StatusCode.CANCELLED, start)
@@ -100,7 +131,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str) -> 
         factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
     return factory(
         behavior,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=None,  # bytes reach `behavior`, which decodes them (see _decoder)
         response_serializer=handler.response_serializer,
     )
 
@@ -161,9 +192,14 @@ def build_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+    try:
+        # grpcio raises where older releases returned 0; either way the port is taken
+        # (so_reuseport is off, so a second server can never share it) or not bindable.
+        port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind gRPC server to {cfg.host}:{cfg.port}")
+        raise OSError(f"cannot listen on {cfg.host}:{cfg.port}: the port is in use or the address is not this host's")
     metrics = None
     if with_metrics_endpoint and cfg.metrics_port is not None:
         metrics = MetricsEndpoint(cfg.host, cfg.metrics_port)

@@ -6,7 +6,9 @@ trained) at `max_groups_ahead`, within the staleness bound: rollouts overlap
 training. In `on_demand` mode it sends only what the learner waits for (the
 bus's demand), so generation and training take turns on shared cores.
 Group ids are `<run>-g<seq>` with `seq` from a Redis counter: a retried Celery
-task reuses its id and the bus drops the duplicate.
+task reuses its id and the bus drops the duplicate. Partial rollouts: a group
+parked by its worker (outrider/rollout/partial.py) is sent again, under its id,
+before any new task, once the policy serves newer weights than its segments'.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
 from outrider.config import RunConfig
+from outrider.rollout.partial import due
 from outrider.rollout.worker import TASK_NAME, encode_task, make_app
-from outrider.transport import BusStats, RedisReceiver
+from outrider.transport import BusStats, RedisReceiver, RolloutPark
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +38,26 @@ class RolloutStats:
     failed_tasks: int = 0
     episode_errors: int = 0
     seconds: float = 0.0
+    parked: int = 0
+    """Tasks that ended with their group parked (partial rollouts)."""
+    resumed: int = 0
+    """Parked groups sent again."""
     recent: list[dict] = field(default_factory=list)
 
 
 class Dispatcher:
-    def __init__(self, run: RunConfig, curriculum, run_dir: Path):
+    def __init__(self, run: RunConfig, curriculum, run_dir: Path, served_version: Callable[[], int] | None = None):
+        """`served_version`: the weights version the policy serves now (partial rollouts
+        resume a parked group only on newer weights than it was sampled with)."""
         self.run = run
         self.curriculum = curriculum
+        self.served_version = served_version
         self.app = make_app(run)
         self.redis = redis.Redis.from_url(run.redis.url)
         # The learner's consumer group is created here too, so that nothing is
         # produced to a stream no one will read from its start.
         self.bus = RedisReceiver(self.redis, run.bus, name="dispatcher-audit")
+        self.park = RolloutPark(self.redis, run.bus) if run.rollout.partial.enabled else None
         self.pending: dict[str, object] = {}
         self.args: dict[str, list] = {}  # group id → its Celery task's arguments, while in play
         self.stats = RolloutStats()
@@ -65,6 +77,8 @@ class Dispatcher:
         """Collect finished rollouts and top up the queue."""
         self._collect()
         wanted = self._wanted(self.bus.stats())
+        if wanted > 0:
+            wanted -= self._resume(wanted)
         if wanted <= 0:
             return
         tasks = self.curriculum.next_tasks(wanted, include_reference=True)
@@ -74,6 +88,26 @@ class Dispatcher:
             self.args[group_id] = [encode_task(task), group_id, seed]
             self.pending[group_id] = self.app.send_task(TASK_NAME, args=self.args[group_id])
             self.stats.dispatched += 1
+
+    def _resume(self, wanted: int) -> int:
+        """Send up to `wanted` parked groups again (same id and seed); how many were sent."""
+        if self.park is None or self.served_version is None:
+            return 0
+        parked = self.park.parked()
+        if not parked:
+            return 0
+        try:
+            served = self.served_version()
+        except Exception as exc:  # the policy restarting: resume at a later tick
+            log.warning("parked groups wait: the policy's version is unknown (%s)", exc)
+            return 0
+        groups = due(parked, served, self.pending, wanted)
+        for group in groups:
+            gid = group.group_id
+            self.args[gid] = [encode_task(group.task), gid, group.seed]
+            self.pending[gid] = self.app.send_task(TASK_NAME, args=self.args[gid])
+            self.stats.resumed += 1
+        return len(groups)
 
     def replay_in_play(self) -> int:
         """Send every group in play again, under the same id and seed.
@@ -112,6 +146,7 @@ class Dispatcher:
                 if result.successful():
                     summary = result.result
                     self.stats.sent += bool(summary.get("sent"))
+                    self.stats.parked += bool(summary.get("parked"))
                     self.stats.episode_errors += len(summary.get("errors", []))
                     self.stats.seconds += summary.get("seconds", 0.0)
                     record = {"time": round(time.time(), 3), **summary}
@@ -155,7 +190,7 @@ def ledger(run: RunConfig, trained: list[str]) -> dict:
     produced = bus.produced_ids()
     committed = bus.committed_ids()
     dead = {gid for gid, _ in bus.dead_letters(count=100_000)}
-    queued = {f[b"gid"].decode() for _, f in client.xrange(f"{run.bus.prefix}:stream")}
+    queued = bus.queued_ids()
     trained_set = set(trained)
     return {
         "produced": len(produced),

@@ -23,16 +23,38 @@ def _env_names(run: RunConfig) -> set[str]:
 
 
 def _model_problem(spec: str) -> str | None:
-    from outrider.models import builtin_names
+    from outrider.models import ModelNotFound, builtin_names
+    from outrider.models.hub import hub_offline, is_hub_id, resolve_hub
 
     if spec in builtin_names():
         return None
     folder = Path(spec).expanduser()
+    if not folder.is_dir() and is_hub_id(spec):
+        if not hub_offline():
+            return None  # cached, or downloaded when the services start
+        try:
+            resolve_hub(spec, [f"a local folder {spec!r}: does not exist"])
+        except ModelNotFound as exc:
+            return str(exc)
+        return None
     if not folder.is_dir():
-        return f"{spec!r} is neither a built-in model ({', '.join(builtin_names())}) nor an existing folder"
+        return (f"{spec!r} is neither a built-in model ({', '.join(builtin_names())}), nor an existing folder, "
+                "nor a Hugging Face Hub id (owner/name[@revision])")
     if not (folder / "config.json").is_file():
         return f"{folder} has no config.json (not an HF model folder)"
     return None
+
+
+def _prm_problem(spec: str) -> str | None:
+    """A PRM is usually trained here (`outrider reward train`): a missing folder says how."""
+    from outrider.models import builtin_names
+    from outrider.models.hub import is_hub_id
+
+    if spec in builtin_names() or Path(spec).expanduser().is_dir() or (is_hub_id(spec) and not spec.startswith(("runs/", "./"))):
+        return _model_problem(spec)
+    return (f"{spec!r} does not exist; train a PRM into it first: `outrider reward make-dataset --out runs/prm/data` "
+            f"then `outrider reward train --data runs/prm/data/train.jsonl --eval runs/prm/data/test.jsonl --out {spec}` "
+            "(docs/reward.md)")
 
 
 def preflight(run: RunConfig, source: str = "<config>") -> None:
@@ -51,6 +73,9 @@ def preflight(run: RunConfig, source: str = "<config>") -> None:
         problems.append(("stack.services", "training needs at least the policy and env services"))
     if (run.rollout.reward.outcome == "reward-service" or run.rollout.reward.steps == "prm") and "reward" not in run.stack.services:
         problems.append(("stack.services", "the configured rewards need the reward service"))
+    if run.reward.prm is not None and "reward" in run.stack.services:
+        if problem := _prm_problem(run.reward.prm.model):
+            problems.append(("reward.prm.model", problem))
     if run.learner.sync.mode == "none":
         problems.append(("learner.sync.mode", "`none` would train without ever updating the policy that samples"))
     if problems:

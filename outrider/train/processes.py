@@ -15,9 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from outrider.cli.learn_cmd import torchrun_command
 from outrider.process import die_with_parent
 from outrider.rollout.worker import QUEUE
+from outrider.train.torchrun import torchrun_command
 
 log = logging.getLogger(__name__)
 

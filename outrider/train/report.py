@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -90,6 +91,7 @@ def wall_clock_points(records: list[dict], before: dict | None, after: dict | No
     `held_out`: (minutes, pass@1, standard error) for the evaluations before and
     after (the one after sits at its own end, or at the last step's time).
     """
+    records = [r for r in records if isinstance(r.get("time"), (int, float))]  # written by every learner
     if before and before.get("finished_at"):
         origin = before["finished_at"]
     elif records:
@@ -123,7 +125,7 @@ def _plot_wall_clock(records: list[dict], before: dict | None, after: dict | Non
         ax.plot(minutes, values, marker="o", markersize=3, linewidth=1.2, alpha=0.7, label=f"training: {label}")
     if points["held_out"]:
         minutes, values, errors = zip(*points["held_out"])
-        ax.errorbar(minutes, values, yerr=[2 * e for e in errors], fmt="s-", capsize=4, color="black",
+        ax.errorbar(minutes, values, yerr=[2 * e for e in errors], fmt="s", capsize=4, color="black",
                     label="held-out pass@1 (± 2 SE)")
     ax.set_xlabel("minutes since training started")
     ax.set_title("learning against wall-clock time")
@@ -134,6 +136,90 @@ def _plot_wall_clock(records: list[dict], before: dict | None, after: dict | Non
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def config_rows(run: dict) -> list[tuple[str, str]]:
+    """What was trained, how: the few settings a reader compares runs by (from run.yaml)."""
+    learner, rollout = run.get("learner", {}), run.get("rollout", {})
+    algorithm = learner.get("algorithm", {})
+    sampling = rollout.get("sampling", {})
+
+    def named(entry) -> str:
+        if not entry:
+            return "—"
+        params = ", ".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
+        return entry["name"] + (f" ({params})" if params else "")
+
+    transforms = ", ".join(named(t) for t in algorithm.get("transforms", [])) or "none"
+    return [
+        ("model", str(learner.get("model", "—"))),
+        ("environments", ", ".join(rollout.get("envs", [])) or "—"),
+        ("algorithm", f"advantage {named(algorithm.get('advantage'))}, loss {named(algorithm.get('policy_loss'))}, "
+                      f"aggregation {named(algorithm.get('aggregation'))}, transforms {transforms}"),
+        ("batch", f"{learner.get('groups_per_step', '—')} groups × {rollout.get('group_size', '—')} episodes per step, "
+                  f"{learner.get('max_steps', '—')} steps"),
+        ("optimizer", f"lr {learner.get('optimizer', {}).get('lr', '—')}"),
+        ("sampling", f"temperature {sampling.get('temperature', '—')}, max {sampling.get('max_tokens', '—')} tokens per turn, "
+                     + (f"up to {rollout['max_turns']} turns" if rollout.get("max_turns") else "turns as the environment allows")),
+        ("seed", str(run.get("seed", "—"))),
+    ]
+
+
+def timing_rows(records: list[dict]) -> list[tuple[str, str]]:
+    """Where a step's wall time went, on average over the steps after the first.
+
+    wall = time between consecutive step ends; the learner's share = step_seconds (its
+    compute, weight sync and checkpoint included); waiting for rollouts = wall − that.
+    """
+    records = [r for r in records if isinstance(r.get("time"), (int, float))]
+    if len(records) < 2:
+        return []
+    steady = records[1:]
+    walls = [b["time"] - a["time"] for a, b in zip(records, records[1:])]
+
+    def mean(values) -> float:
+        values = list(values)
+        return sum(values) / len(values) if values else 0.0
+
+    wall = mean(walls)
+    learner = mean(r.get("step_seconds", 0.0) for r in steady)
+    sync = mean(r.get("sync/seconds", 0.0) for r in steady)
+    checkpoint = mean(r.get("time/checkpoint_seconds", 0.0) for r in steady)
+    first_to_last = records[-1]["time"] - records[0]["time"]
+    return [
+        ("steps 2 onwards: wall time per step", f"{wall:.1f} s ({first_to_last / 60:.1f} min from the end of step 1 to the end of step {records[-1]['step']})"),
+        ("  learner compute", f"{learner - sync - checkpoint:.1f} s"),
+        ("  weight sync", f"{sync:.1f} s"),
+        ("  checkpoint", f"{checkpoint:.1f} s"),
+        ("  waiting for rollouts", f"{max(wall - learner, 0.0):.1f} s"),
+    ]
+
+
+def _samples_html(run_dir: Path) -> str:
+    """The first and the last step's sample episodes (samples.jsonl), escaped."""
+    path = run_dir / "samples.jsonl"
+    if not path.exists():
+        return ""
+    samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not samples:
+        return ""
+    steps = sorted({s["step"] for s in samples})
+    parts = ["<h2>Sample episodes</h2>"]
+    for step in dict.fromkeys((steps[0], steps[-1])):
+        parts.append(f"<h3>step {step}</h3>")
+        for sample in (s for s in samples if s["step"] == step):
+            verdict = "solved" if sample.get("solved") else "not solved"
+            parts.append(
+                f"<p>reward {sample['reward']:+.3f}, {verdict} ({html.escape(str(sample.get('task_id', '')))})</p>"
+                f"<pre class=\"prompt\">{html.escape(sample['prompt'])}</pre>"
+                f"<pre>{html.escape(sample['completion'])}</pre>"
+            )
+    return "\n".join(parts)
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    body = "\n".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
+    return f"<table>{body}</table>"
 
 
 def _read(path: Path) -> dict | None:
@@ -203,8 +289,10 @@ def render_report(run_dir: Path) -> Path:
     if summary and summary.get("ledger"):
         ledger = summary["ledger"]
         rows.append(("ledger", ", ".join(f"{k} {v}" for k, v in ledger.items())))
-    table = "\n".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
     figures = "\n".join(f'<img src="{p.name}" alt="{p.stem}">' for p in images)
+    run_yaml = run_dir / "run.yaml"
+    settings = _table(config_rows(yaml.safe_load(run_yaml.read_text()) or {})) if run_yaml.exists() else ""
+    timing = timing_rows(records)
     boundary = ""
     if (run_dir / "eval" / "index.html").exists():
         boundary = ('<p><a href="../eval/index.html">Reasoning-boundary report</a>: the base model against the '
@@ -212,13 +300,20 @@ def render_report(run_dir: Path) -> Path:
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Outrider run {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}} img{{margin:6px;border:1px solid #eee}}</style>
+th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}} img{{margin:6px;border:1px solid #eee}}
+pre{{background:#f6f6f6;padding:6px;white-space:pre-wrap;max-width:60em}} pre.prompt{{color:#555}}</style>
 </head><body>
 <h1>Run {html.escape(run_dir.name)}</h1>
 {boundary}
-<table>{table}</table>
+{_table(rows)}
 <h2>Curves</h2>
 {figures}
+<h2>Where the time went</h2>
+{_table(timing) if timing else "<p>fewer than two steps</p>"}
+<h2>Configuration</h2>
+{settings}
+<p>The whole effective configuration is in run.yaml.</p>
+{_samples_html(run_dir)}
 </body></html>
 """
     index = out / "index.html"

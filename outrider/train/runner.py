@@ -114,9 +114,9 @@ class TrainRun:
         return run
 
     def _clients(self, run: RunConfig):
-        from outrider.services.curriculum.client import CurriculumClient
-        from outrider.services.env.client import EnvClient
-        from outrider.services.policy.client import PolicyClient
+        from outrider.clients.curriculum import CurriculumClient
+        from outrider.clients.env import EnvClient
+        from outrider.clients.policy import PolicyClient
 
         addresses = run.stack.addresses
         return PolicyClient(addresses["policy"]), EnvClient(addresses["env"]), CurriculumClient(addresses["curriculum"])
@@ -152,7 +152,7 @@ class TrainRun:
             self.children.append(learner)
             for child in self.children:
                 child.start()
-        dispatcher = self.dispatcher = Dispatcher(run, curriculum, self.run_dir)
+        dispatcher = self.dispatcher = Dispatcher(run, curriculum, self.run_dir, lambda: policy.info().policy_version)
         progress = Progress(run, self.run_dir, dispatcher)
         while not self._stop:
             if self.stack is not None:
@@ -207,22 +207,21 @@ class TrainRun:
             self.stack.stop()
 
 
-def _latest_state(run_dir: Path) -> dict | None:
-    from outrider.learner.checkpoint import latest_tag
+def _latest_state(run_dir: Path):
+    # The learner owns its checkpoint layout; torch is imported only when a run asks.
+    from outrider.learner.checkpoint import read_state
 
-    root = Path(run_dir) / "checkpoints"
-    tag = latest_tag(root)
-    return json.loads((root / "state" / f"{tag}.json").read_text()) if tag else None
+    return read_state(Path(run_dir) / "checkpoints")
 
 
 def _trained_steps(run_dir: Path) -> int:
     state = _latest_state(run_dir)
-    return state["step"] if state else 0
+    return state.step if state else 0
 
 
 def _trained_ids(run_dir: Path) -> list[str]:
     state = _latest_state(run_dir)
-    return state["trained_group_ids"] if state else []
+    return state.trained_group_ids if state else []
 
 
 __all__ = ["StackError", "TrainError", "TrainRun"]

@@ -14,6 +14,7 @@ from outrider.transport.base import (
     TrajectorySender,
 )
 from outrider.transport.embedded import RedisHandle, open_redis, start_embedded
+from outrider.transport.partials import PartialStore, RolloutPark
 from outrider.transport.redis_streams import RedisReceiver, RedisSender
 from outrider.transport.validate import group_problem
 
@@ -23,9 +24,11 @@ __all__ = [
     "BusTimeout",
     "CommitResult",
     "Delivery",
+    "PartialStore",
     "RedisHandle",
     "RedisReceiver",
     "RedisSender",
+    "RolloutPark",
     "TrajectoryReceiver",
     "TrajectorySender",
     "group_problem",

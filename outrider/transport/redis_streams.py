@@ -8,6 +8,7 @@ Keys (all under `BusConfig.prefix`, written P below):
     P:committed  set of group ids ever committed (consumer-side ledger)
     P:stats      hash of counters (see BusStats)
     P:demand     "groups held" last announced by the consumer (see announce_demand)
+    P:partial    parked partial rollouts, group id → PartialGroup (partials.py)
 
 Guarantees, and how:
 * nothing lost: a consumer acknowledges (XACK) only in `commit`, after its
@@ -29,7 +30,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import redis
 from google.protobuf.message import DecodeError
@@ -108,9 +109,10 @@ class BusKeys:
         self.committed = f"{prefix}:committed"
         self.stats = f"{prefix}:stats"
         self.demand = f"{prefix}:demand"
+        self.partial = f"{prefix}:partial"
 
     def all(self) -> list[str]:
-        return [self.stream, self.dead_letter, self.produced, self.committed, self.stats, self.demand]
+        return [self.stream, self.dead_letter, self.produced, self.committed, self.stats, self.demand, self.partial]
 
 
 def _retrying(call: Callable, cfg: BusConfig, what: str, deadline: float | None = None):
@@ -171,6 +173,22 @@ class _RedisBus:
 
     def produced_ids(self) -> set[str]:
         return {m.decode() for m in self.client.smembers(self.keys.produced)}
+
+    def queued_ids(self) -> set[str]:
+        """Group ids on the stream: sent and not yet committed (delivered or not)."""
+        return {gid for _, gid in self._stream_entries()}
+
+    def _stream_entries(self) -> Iterator[tuple[str, str]]:
+        """(entry id, group id) of every entry on the stream, oldest first, 500 per XRANGE.
+        The stream holds only uncommitted entries (at most ~max_len), so a scan is cheap."""
+        start = "-"
+        while True:
+            page = _retrying(lambda: self.client.xrange(self.keys.stream, start, "+", count=500), self.cfg, "scan")
+            for entry_id, fields in page:
+                yield entry_id.decode(), fields.get(b"gid", b"").decode(errors="replace")
+            if len(page) < 500:
+                return
+            start = "(" + page[-1][0].decode()
 
     def delete(self) -> None:
         """Remove every key of this bus (tests and `outrider` run cleanup)."""
@@ -360,19 +378,13 @@ class RedisReceiver(_RedisBus, TrajectoryReceiver):
     def commit_group_ids(self, group_ids: list[str]) -> CommitResult:
         wanted = set(group_ids)
         found: list[tuple[str, str]] = []
-        start = "-"
-        # The stream holds only uncommitted entries (at most ~max_len), so a
-        # scan is cheap, and it happens once per restart.
-        while wanted:
-            page = _retrying(lambda: self.client.xrange(self.keys.stream, start, "+", count=500), self.cfg, "scan")
-            for entry_id, fields in page:
-                gid = fields.get(b"gid", b"").decode(errors="replace")
-                if gid in wanted:
-                    found.append((entry_id.decode(), gid))
-                    wanted.discard(gid)
-            if len(page) < 500:
-                break
-            start = "(" + page[-1][0].decode()
+        # A scan of the stream; it happens once per restart.
+        for entry_id, gid in self._stream_entries() if wanted else ():
+            if gid in wanted:
+                found.append((entry_id, gid))
+                wanted.discard(gid)
+                if not wanted:
+                    break
         return self._commit_entries(found)
 
     def _commit_entries(self, entries: list[tuple[str, str]]) -> CommitResult:

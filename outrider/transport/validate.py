@@ -59,6 +59,17 @@ def _trajectory_problem(traj) -> str | None:
                     f"turns[{turn_index}].sampling: temperature={support.temperature} must be > 0, "
                     f"top_k={support.top_k} >= 0, top_p={support.top_p} in (0, 1]"
                 )
+        if turn.segments:
+            lengths = sum(segment.length for segment in turn.segments)
+            if lengths != turn.completion_length:
+                return f"turns[{turn_index}].segments: lengths sum to {lengths} != completion_length={turn.completion_length}"
+            if turn.segments[0].policy_version != turn.policy_version:
+                return (
+                    f"turns[{turn_index}].policy_version={turn.policy_version} != its first segment's "
+                    f"{turn.segments[0].policy_version}"
+                )
+    if traj.HasField("repetition") and traj.repetition.turn_index >= len(traj.turns):
+        return f"repetition.turn_index={traj.repetition.turn_index} >= len(turns)={len(traj.turns)}"
     # An infra-failed episode travels with its error; the learner leaves it out of its group.
     if traj.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK) and not traj.infra_failure:
         return f"trajectory status {ItemStatus.Code.Name(traj.status.code)}: {traj.status.message}"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 
+from outrider.clients.env import EnvClient
 from outrider.config.curriculum import DatasetPoolConfig, EnvServicePool, PoolConfig
 from outrider.services.curriculum.table import TaskInfo
 
@@ -70,8 +71,6 @@ def env_service_address(cfg: EnvServicePool) -> str:
 
 def env_service_tasks(cfg: EnvServicePool) -> list[TaskInfo]:
     """Every task of the pool's environments; raises grpc.RpcError when the service is unreachable."""
-    from outrider.services.env.client import EnvClient
-
     tasks = []
     with EnvClient(env_service_address(cfg), timeout_s=cfg.connect_timeout_s) as client:
         envs = cfg.envs or [spec.name for spec in client.list_envs()]

@@ -9,6 +9,7 @@ kept in the session record.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from outrider.envs.episode import Episode, EpisodeStep
@@ -42,9 +43,11 @@ class EnvCore:
 
     # --- registry ------------------------------------------------------------
 
-    def register(self, request: env_pb2.RegisterEnvRequest) -> env_pb2.EnvSpec:
+    async def register(self, request: env_pb2.RegisterEnvRequest) -> env_pb2.EnvSpec:
+        # Off the event loop: the module is imported in a child process, then here, and the
+        # catalog is built; sessions of other clients keep being served meanwhile.
         try:
-            return self.registry.register(request.spec, replace=request.replace)
+            return await asyncio.to_thread(self.registry.register, request.spec, replace=request.replace)
         except SpecError as exc:
             raise InvalidArgument(spec_problem_message(exc)) from None
         except EnvExists as exc:

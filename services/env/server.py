@@ -3,7 +3,8 @@
 At start it builds the sandbox (`sandbox.backend`; with `auto` and no usable
 backend it starts anyway, and environments that need a sandbox refuse to
 start episodes, naming why), registers the configured built-in environments
-and spec files (a bad one stops the start with the file and field named), and
+and spec files (a bad one stops the start with the file and field named;
+they are trusted, while RegisterEnv requests pass `outrider.envs.admission`), and
 runs the idle-session cleanup until the server stops.
 """
 
@@ -14,6 +15,7 @@ import logging
 
 from outrider.config.env import EnvServiceConfig
 from outrider.config.base import ConfigError
+from outrider.envs.admission import Admission
 from outrider.envs.registry import EnvRegistry, builtin_spec
 from outrider.envs.sandbox import SandboxUnavailable, sandbox_from_config
 from outrider.envs.spec import SpecError, load_spec_file
@@ -40,15 +42,17 @@ def build_registry(cfg: EnvServiceConfig) -> EnvRegistry:
             raise OSError(f"sandbox.backend {cfg.sandbox.backend!r} is unavailable: {exc}") from None
         reason = str(exc)
         log.warning("no sandbox: environments that run code will refuse sessions (%s)", reason)
-    registry = EnvRegistry(sandbox, reason)
+    registry = EnvRegistry(sandbox, reason, Admission.from_config(cfg))
+    # The config's own environments are the operator's choice: trusted (no module allow-list),
+    # but still held to the sandbox maxima and the remote-endpoint rules.
     for name in cfg.builtin_envs:
         try:
-            registry.register(builtin_spec(name, cfg.builtin_params.get(name)), source=f"builtin_params.{name}")
+            registry.register(builtin_spec(name, cfg.builtin_params.get(name)), source=f"builtin_params.{name}", trusted=True)
         except SpecError as exc:
             raise OSError(str(exc)) from None
     for path in cfg.spec_files:
         try:
-            registry.register(load_spec_file(path), source=path)
+            registry.register(load_spec_file(path), source=path, trusted=True)
         except ConfigError as exc:
             raise OSError(str(exc)) from None
     return registry

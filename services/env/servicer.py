@@ -14,7 +14,7 @@ class EnvServicer(env_pb2_grpc.EnvServiceServicer):
         return env_pb2.ListEnvsResponse(envs=self.core.registry.specs())
 
     async def RegisterEnv(self, request, context):
-        return env_pb2.RegisterEnvResponse(spec=self.core.register(request))
+        return env_pb2.RegisterEnvResponse(spec=await self.core.register(request))
 
     async def UnregisterEnv(self, request, context):
         self.core.unregister(request.name)

@@ -144,10 +144,16 @@ class PolicyCore:
                     raise Unimplemented(f"return_entropies: {exc}") from None
 
     def check_version(self, version: int) -> None:
-        if version <= self.gate.version:
+        """Versions increase, by at most `max_version_jump` per update (served < version <= served + jump)."""
+        served = self.gate.version
+        if version <= served:
             raise FailedPrecondition(
-                f"header.version: {version} is not newer than the served version {self.gate.version}; "
-                "weights versions must increase"
+                f"header.version: {version} is not newer than the served version {served}; weights versions must increase"
+            )
+        if version - served > self.cfg.max_version_jump:
+            raise InvalidArgument(
+                f"header.version: {version} is {version - served} above the served version {served}; "
+                f"an update may raise it by at most max_version_jump ({self.cfg.max_version_jump})"
             )
 
     async def update_weights(self, version: int, update: WeightsUpdate) -> UpdateOutcome:

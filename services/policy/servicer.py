@@ -12,7 +12,7 @@ from outrider.services.policy import validation
 from outrider.services.policy.backend import CompletionResult, SamplingSpec, WeightsUpdate
 from outrider.services.policy.core import PolicyCore
 from outrider.services.policy.prompts import Message
-from outrider.services.policy.staging import check_staged_file
+from outrider.models.staging import check_staged_file
 from outrider.services.policy.weights import TensorAssembler, check_checkpoint_folder, checkpoint_shapes, file_shapes
 
 FINISH = {

@@ -20,7 +20,7 @@ Weights updates reload in place through vLLM's layerwise `reload_weights`
 the prefix cache so no KV block computed with old weights is reused. The
 workers are other processes and read safetensors files themselves: a staged
 file or a folder's files as they are, streamed tensors after they are written
-to a staging file (shared memory when it has room; `staging.py`).
+to a staging file (shared memory when it has room; `outrider.models.staging`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from outrider.learner.algos.sampling_support import keep_mask, truncated_logprobs
+from outrider.process import children_die_with_this_process
 from outrider.services.policy.backend import (
     Backend,
     BackendDead,
@@ -46,7 +47,7 @@ from outrider.services.policy.backend import (
     SamplingSpec,
     WeightsUpdate,
 )
-from outrider.services.policy.staging import owned_name, remove_orphans, staging_root
+from outrider.models.staging import owned_name, remove_orphans, staging_root
 from outrider.services.policy.weights import safetensors_files, save_tensors
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,11 @@ class VLLMBackend(Backend):
         os.environ.update(self.engine_environment())
         # Blocks for the engine start (seconds; nothing is served yet). Not moved to a thread:
         # the engine client binds its asyncio machinery to the loop it is created in.
-        self.engine = AsyncLLM.from_engine_args(self.engine_args())
+        # The EngineCore process dies with this one (PR_SET_PDEATHSIG), even when this one is
+        # SIGKILLed; its workers follow through vLLM's own death pipe. Without it they stay
+        # behind under init, holding the model and the KV cache.
+        with children_die_with_this_process():
+            self.engine = AsyncLLM.from_engine_args(self.engine_args())
         log.info("vllm backend: engine up for %s (%s on %s)", self.model_dir, self.dtype, self.device)
 
     async def shutdown(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +20,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from outrider.models.tensors import DTYPES
 from outrider.proto.v1 import common_pb2
 from outrider.serving import InvalidArgument, NotFound
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TIED_OUTPUT = "lm_head.weight"
-DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 def _weight_files(folder: Path) -> tuple[list[Path], str]:
@@ -202,26 +201,6 @@ class TensorAssembler:
         if len(self.tensors) != expected_count:
             raise InvalidArgument(f"header.streamed_tensors is {expected_count}, but {len(self.tensors)} tensors arrived")
         return self.tensors
-
-
-def tensor_chunks(state_dict: Mapping[str, torch.Tensor], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[common_pb2.TensorChunk]:
-    """Split tensors into `TensorChunk`s of at most `chunk_bytes` data each."""
-    names = {dtype: name for name, dtype in DTYPES.items()}
-    for name, tensor in state_dict.items():
-        tensor = tensor.detach().to("cpu").contiguous()
-        if tensor.dtype not in names:
-            raise ValueError(f"{name}: dtype {tensor.dtype} cannot be streamed; use one of {', '.join(DTYPES)}")
-        raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
-        offset = 0
-        while True:
-            piece = raw[offset : offset + chunk_bytes]
-            yield common_pb2.TensorChunk(
-                name=name, shape=list(tensor.shape), dtype=names[tensor.dtype],
-                offset=offset, total_bytes=len(raw), data=piece,
-            )
-            offset += len(piece)
-            if offset >= len(raw):
-                break
 
 
 def save_tensors(tensors: Mapping[str, torch.Tensor], file: Path) -> None:

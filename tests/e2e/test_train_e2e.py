@@ -94,6 +94,17 @@ def test_agent_learns_the_toy_task(tmp_path):
     for curve in ("reward_mean.png", "entropy.png", "actor_loss.png"):
         assert (run_dir / "report" / curve).stat().st_size > 1000 and curve in page
     assert "reward (first 3 → last 3 steps)" in page and "ledger" in page
+    assert "wall_clock.png" in page and "Where the time went" in page and "Sample episodes" in page
+
+    # Sample episodes: 4 per step (2 groups' best and worst), each reward one that the
+    # rollout worker recorded for that group, the text decoded from real tokens.
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert sorted({s["step"] for s in samples}) == list(range(1, 16))
+    assert all(sum(s["step"] == step for s in samples) == 4 for step in range(1, 16))
+    recorded = {r["group_id"]: r["rewards"] for r in map(json.loads, (run_dir / "rollouts.jsonl").read_text().splitlines())}
+    for sample in samples:
+        assert any(abs(sample["reward"] - r) < 1e-6 for r in recorded[sample["group_id"]]), sample
+        assert sample["prompt"] and sample["completion"]
 
 
 def test_killed_worker_and_learner_lose_nothing_and_train_nothing_twice(tmp_path):
@@ -141,6 +152,8 @@ def test_ppo_with_a_value_critic_runs_and_the_critic_learns(tmp_path):
         ({"rollout": {"envs": ["vowelz"]}}, "rollout.envs[0]", "unknown environment 'vowelz'"),
         ({"learner": {"algorithm": {"advantage": {"name": "grpoo"}}}}, "learner.algorithm.advantage", "unknown advantage 'grpoo'"),
         ({"policy": {"model": "no-such-model"}}, "policy.model", "'no-such-model' is neither a built-in model"),
+        ({"reward": {"prm": {"type": "scalar-head", "model": "runs/no-prm"}}}, "reward.prm.model",
+         "'runs/no-prm' does not exist; train a PRM into it first: `outrider reward make-dataset"),
     ],
 )
 def test_a_bad_config_fails_before_anything_starts(tmp_path, override, field, message):

@@ -99,7 +99,7 @@ def write_run_config(path: Path, run_dir: Path, redis_url: str, prefix: str, lea
             "groups_per_step": 2,
             "max_policy_lag": 1000,
             "metrics_port": None,
-            "tensorboard": False,
+            "report_to": [],
             "sync": {"mode": "none"},
             "optimizer": {"lr": 1e-3},
             "engine": {"micro_batch_tokens": 256},

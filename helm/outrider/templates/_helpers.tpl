@@ -40,7 +40,7 @@ redis://{{ include "outrider.fullname" . }}-redis:6379/0
 {{- define "outrider.runConfig" -}}
 {{- $name := include "outrider.fullname" . -}}
 {{- $cfg := deepCopy .Values.config -}}
-{{- $services := list "policy" "env" "reward" "curriculum" -}}
+{{- $services := splitList " " (include "outrider.services" .) -}}
 {{- $addresses := dict -}}
 {{- range $services -}}
 {{- $_ := set $addresses . (printf "%s-%s:%d" $name . (int $.Values.ports.grpc)) -}}

@@ -25,23 +25,31 @@ _sym_db = _symbol_database.Default()
 from outrider.proto.v1 import common_pb2 as outrider_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coutrider/v1/trajectory.proto\x12\x0boutrider.v1\x1a\x18outrider/v1/common.proto\"\xda\x01\n\x04Turn\x12\r\n\x05start\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_length\x18\x02 \x01(\r\x12\x1a\n\x12observation_length\x18\x03 \x01(\r\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x04\x12\x12\n\nenv_reward\x18\x05 \x01(\x01\x12\x30\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x19.outrider.v1.FinishReason\x12.\n\x08sampling\x18\x07 \x01(\x0b\x32\x1c.outrider.v1.SamplingSupport\"D\n\x0fSamplingSupport\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\r\n\x05top_p\x18\x03 \x01(\x02\"@\n\nStepReward\x12\x13\n\x0btoken_index\x18\x01 \x01(\r\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0e\n\x06reward\x18\x03 \x01(\x01\"\xd9\x02\n\nTrajectory\x12\x15\n\rtrajectory_id\x18\x01 \x01(\t\x12\x15\n\rprompt_length\x18\x02 \x01(\r\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12\x11\n\tloss_mask\x18\x05 \x03(\x08\x12 \n\x05turns\x18\x06 \x03(\x0b\x32\x11.outrider.v1.Turn\x12\x16\n\x0eoutcome_reward\x18\x07 \x01(\x01\x12-\n\x0cstep_rewards\x18\x08 \x03(\x0b\x32\x17.outrider.v1.StepReward\x12\x11\n\ttruncated\x18\t \x01(\x08\x12\x0e\n\x06solved\x18\n \x01(\x08\x12\'\n\x06status\x18\x0b \x01(\x0b\x32\x17.outrider.v1.ItemStatus\x12\x30\n\rinfra_failure\x18\x0c \x01(\x0e\x32\x19.outrider.v1.InfraFailure\"\xb0\x01\n\x0fTrajectoryGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0b\n\x03\x65nv\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12-\n\x0ctrajectories\x18\x04 \x03(\x0b\x32\x17.outrider.v1.Trajectory\x12\x16\n\x0epolicy_version\x18\x05 \x01(\x04\x12\x14\n\x0c\x63reated_unix\x18\x06 \x01(\x01\x12\x10\n\x08producer\x18\x07 \x01(\t*\xa8\x01\n\x0cInfraFailure\x12\x16\n\x12INFRA_FAILURE_NONE\x10\x00\x12\x1b\n\x17INFRA_FAILURE_ENV_ERROR\x10\x01\x12!\n\x1dINFRA_FAILURE_ENV_UNAVAILABLE\x10\x02\x12 \n\x1cINFRA_FAILURE_POLICY_TIMEOUT\x10\x03\x12\x1e\n\x1aINFRA_FAILURE_REWARD_ERROR\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1coutrider/v1/trajectory.proto\x12\x0boutrider.v1\x1a\x18outrider/v1/common.proto\"\x82\x02\n\x04Turn\x12\r\n\x05start\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_length\x18\x02 \x01(\r\x12\x1a\n\x12observation_length\x18\x03 \x01(\r\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x04\x12\x12\n\nenv_reward\x18\x05 \x01(\x01\x12\x30\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x19.outrider.v1.FinishReason\x12.\n\x08sampling\x18\x07 \x01(\x0b\x32\x1c.outrider.v1.SamplingSupport\x12&\n\x08segments\x18\x08 \x03(\x0b\x32\x14.outrider.v1.Segment\"1\n\x07Segment\x12\x0e\n\x06length\x18\x01 \x01(\r\x12\x16\n\x0epolicy_version\x18\x02 \x01(\x04\"B\n\x0eRepetitionStop\x12\x12\n\nturn_index\x18\x01 \x01(\r\x12\r\n\x05ngram\x18\x02 \x03(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"D\n\x0fSamplingSupport\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\r\n\x05top_p\x18\x03 \x01(\x02\"@\n\nStepReward\x12\x13\n\x0btoken_index\x18\x01 \x01(\r\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0e\n\x06reward\x18\x03 \x01(\x01\"\x8a\x03\n\nTrajectory\x12\x15\n\rtrajectory_id\x18\x01 \x01(\t\x12\x15\n\rprompt_length\x18\x02 \x01(\r\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12\x11\n\tloss_mask\x18\x05 \x03(\x08\x12 \n\x05turns\x18\x06 \x03(\x0b\x32\x11.outrider.v1.Turn\x12\x16\n\x0eoutcome_reward\x18\x07 \x01(\x01\x12-\n\x0cstep_rewards\x18\x08 \x03(\x0b\x32\x17.outrider.v1.StepReward\x12\x11\n\ttruncated\x18\t \x01(\x08\x12\x0e\n\x06solved\x18\n \x01(\x08\x12\'\n\x06status\x18\x0b \x01(\x0b\x32\x17.outrider.v1.ItemStatus\x12\x30\n\rinfra_failure\x18\x0c \x01(\x0e\x32\x19.outrider.v1.InfraFailure\x12/\n\nrepetition\x18\r \x01(\x0b\x32\x1b.outrider.v1.RepetitionStop\"\xb0\x01\n\x0fTrajectoryGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0b\n\x03\x65nv\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12-\n\x0ctrajectories\x18\x04 \x03(\x0b\x32\x17.outrider.v1.Trajectory\x12\x16\n\x0epolicy_version\x18\x05 \x01(\x04\x12\x14\n\x0c\x63reated_unix\x18\x06 \x01(\x01\x12\x10\n\x08producer\x18\x07 \x01(\t\"\xba\x01\n\x0cPartialGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x1f\n\x04task\x18\x02 \x01(\x0b\x32\x11.outrider.v1.Task\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12-\n\x08\x65pisodes\x18\x04 \x03(\x0b\x32\x1b.outrider.v1.PartialEpisode\x12\r\n\x05parks\x18\x05 \x01(\r\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x04\x12\x13\n\x0bparked_unix\x18\x07 \x01(\x01\"\xc7\x01\n\x0ePartialEpisode\x12\r\n\x05index\x18\x01 \x01(\r\x12*\n\x08messages\x18\x02 \x03(\x0b\x32\x18.outrider.v1.ChatMessage\x12+\n\ntrajectory\x18\x03 \x01(\x0b\x32\x17.outrider.v1.Trajectory\x12\x16\n\x0eprocess_scores\x18\x04 \x03(\x01\x12\x19\n\x11has_process_score\x18\x05 \x03(\x08\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\x12\x0c\n\x04open\x18\x07 \x01(\x08*\xa8\x01\n\x0cInfraFailure\x12\x16\n\x12INFRA_FAILURE_NONE\x10\x00\x12\x1b\n\x17INFRA_FAILURE_ENV_ERROR\x10\x01\x12!\n\x1dINFRA_FAILURE_ENV_UNAVAILABLE\x10\x02\x12 \n\x1cINFRA_FAILURE_POLICY_TIMEOUT\x10\x03\x12\x1e\n\x1aINFRA_FAILURE_REWARD_ERROR\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'outrider.v1.trajectory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INFRAFAILURE']._serialized_start=956
-  _globals['_INFRAFAILURE']._serialized_end=1124
+  _globals['_INFRAFAILURE']._serialized_start=1555
+  _globals['_INFRAFAILURE']._serialized_end=1723
   _globals['_TURN']._serialized_start=72
-  _globals['_TURN']._serialized_end=290
-  _globals['_SAMPLINGSUPPORT']._serialized_start=292
-  _globals['_SAMPLINGSUPPORT']._serialized_end=360
-  _globals['_STEPREWARD']._serialized_start=362
-  _globals['_STEPREWARD']._serialized_end=426
-  _globals['_TRAJECTORY']._serialized_start=429
-  _globals['_TRAJECTORY']._serialized_end=774
-  _globals['_TRAJECTORYGROUP']._serialized_start=777
-  _globals['_TRAJECTORYGROUP']._serialized_end=953
+  _globals['_TURN']._serialized_end=330
+  _globals['_SEGMENT']._serialized_start=332
+  _globals['_SEGMENT']._serialized_end=381
+  _globals['_REPETITIONSTOP']._serialized_start=383
+  _globals['_REPETITIONSTOP']._serialized_end=449
+  _globals['_SAMPLINGSUPPORT']._serialized_start=451
+  _globals['_SAMPLINGSUPPORT']._serialized_end=519
+  _globals['_STEPREWARD']._serialized_start=521
+  _globals['_STEPREWARD']._serialized_end=585
+  _globals['_TRAJECTORY']._serialized_start=588
+  _globals['_TRAJECTORY']._serialized_end=982
+  _globals['_TRAJECTORYGROUP']._serialized_start=985
+  _globals['_TRAJECTORYGROUP']._serialized_end=1161
+  _globals['_PARTIALGROUP']._serialized_start=1164
+  _globals['_PARTIALGROUP']._serialized_end=1350
+  _globals['_PARTIALEPISODE']._serialized_start=1353
+  _globals['_PARTIALEPISODE']._serialized_end=1552
 # @@protoc_insertion_point(module_scope)

@@ -22,7 +22,7 @@ INFRA_FAILURE_POLICY_TIMEOUT: InfraFailure
 INFRA_FAILURE_REWARD_ERROR: InfraFailure
 
 class Turn(_message.Message):
-    __slots__ = ("start", "completion_length", "observation_length", "policy_version", "env_reward", "finish_reason", "sampling")
+    __slots__ = ("start", "completion_length", "observation_length", "policy_version", "env_reward", "finish_reason", "sampling", "segments")
     START_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_LENGTH_FIELD_NUMBER: _ClassVar[int]
     OBSERVATION_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class Turn(_message.Message):
     ENV_REWARD_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     start: int
     completion_length: int
     observation_length: int
@@ -37,7 +38,26 @@ class Turn(_message.Message):
     env_reward: float
     finish_reason: _common_pb2.FinishReason
     sampling: SamplingSupport
-    def __init__(self, start: _Optional[int] = ..., completion_length: _Optional[int] = ..., observation_length: _Optional[int] = ..., policy_version: _Optional[int] = ..., env_reward: _Optional[float] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., sampling: _Optional[_Union[SamplingSupport, _Mapping]] = ...) -> None: ...
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    def __init__(self, start: _Optional[int] = ..., completion_length: _Optional[int] = ..., observation_length: _Optional[int] = ..., policy_version: _Optional[int] = ..., env_reward: _Optional[float] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., sampling: _Optional[_Union[SamplingSupport, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("length", "policy_version")
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    length: int
+    policy_version: int
+    def __init__(self, length: _Optional[int] = ..., policy_version: _Optional[int] = ...) -> None: ...
+
+class RepetitionStop(_message.Message):
+    __slots__ = ("turn_index", "ngram", "count")
+    TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NGRAM_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    turn_index: int
+    ngram: _containers.RepeatedScalarFieldContainer[int]
+    count: int
+    def __init__(self, turn_index: _Optional[int] = ..., ngram: _Optional[_Iterable[int]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class SamplingSupport(_message.Message):
     __slots__ = ("temperature", "top_k", "top_p")
@@ -60,7 +80,7 @@ class StepReward(_message.Message):
     def __init__(self, token_index: _Optional[int] = ..., score: _Optional[float] = ..., reward: _Optional[float] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "prompt_length", "token_ids", "logprobs", "loss_mask", "turns", "outcome_reward", "step_rewards", "truncated", "solved", "status", "infra_failure")
+    __slots__ = ("trajectory_id", "prompt_length", "token_ids", "logprobs", "loss_mask", "turns", "outcome_reward", "step_rewards", "truncated", "solved", "status", "infra_failure", "repetition")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +93,7 @@ class Trajectory(_message.Message):
     SOLVED_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     INFRA_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    REPETITION_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     prompt_length: int
     token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -85,7 +106,8 @@ class Trajectory(_message.Message):
     solved: bool
     status: _common_pb2.ItemStatus
     infra_failure: InfraFailure
-    def __init__(self, trajectory_id: _Optional[str] = ..., prompt_length: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[bool]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., outcome_reward: _Optional[float] = ..., step_rewards: _Optional[_Iterable[_Union[StepReward, _Mapping]]] = ..., truncated: _Optional[bool] = ..., solved: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., infra_failure: _Optional[_Union[InfraFailure, str]] = ...) -> None: ...
+    repetition: RepetitionStop
+    def __init__(self, trajectory_id: _Optional[str] = ..., prompt_length: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[bool]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., outcome_reward: _Optional[float] = ..., step_rewards: _Optional[_Iterable[_Union[StepReward, _Mapping]]] = ..., truncated: _Optional[bool] = ..., solved: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., infra_failure: _Optional[_Union[InfraFailure, str]] = ..., repetition: _Optional[_Union[RepetitionStop, _Mapping]] = ...) -> None: ...
 
 class TrajectoryGroup(_message.Message):
     __slots__ = ("group_id", "env", "task_id", "trajectories", "policy_version", "created_unix", "producer")
@@ -104,3 +126,39 @@ class TrajectoryGroup(_message.Message):
     created_unix: float
     producer: str
     def __init__(self, group_id: _Optional[str] = ..., env: _Optional[str] = ..., task_id: _Optional[str] = ..., trajectories: _Optional[_Iterable[_Union[Trajectory, _Mapping]]] = ..., policy_version: _Optional[int] = ..., created_unix: _Optional[float] = ..., producer: _Optional[str] = ...) -> None: ...
+
+class PartialGroup(_message.Message):
+    __slots__ = ("group_id", "task", "seed", "episodes", "parks", "policy_version", "parked_unix")
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    EPISODES_FIELD_NUMBER: _ClassVar[int]
+    PARKS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARKED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    group_id: str
+    task: _common_pb2.Task
+    seed: int
+    episodes: _containers.RepeatedCompositeFieldContainer[PartialEpisode]
+    parks: int
+    policy_version: int
+    parked_unix: float
+    def __init__(self, group_id: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., seed: _Optional[int] = ..., episodes: _Optional[_Iterable[_Union[PartialEpisode, _Mapping]]] = ..., parks: _Optional[int] = ..., policy_version: _Optional[int] = ..., parked_unix: _Optional[float] = ...) -> None: ...
+
+class PartialEpisode(_message.Message):
+    __slots__ = ("index", "messages", "trajectory", "process_scores", "has_process_score", "done", "open")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_SCORES_FIELD_NUMBER: _ClassVar[int]
+    HAS_PROCESS_SCORE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
+    trajectory: Trajectory
+    process_scores: _containers.RepeatedScalarFieldContainer[float]
+    has_process_score: _containers.RepeatedScalarFieldContainer[bool]
+    done: bool
+    open: bool
+    def __init__(self, index: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., trajectory: _Optional[_Union[Trajectory, _Mapping]] = ..., process_scores: _Optional[_Iterable[float]] = ..., has_process_score: _Optional[_Iterable[bool]] = ..., done: _Optional[bool] = ..., open: _Optional[bool] = ...) -> None: ...

@@ -3,10 +3,11 @@
 The reference is the code environment's (envs/builtin/code_env.py):
 `{"tests": [["call expression", "expected expression"], ...], ...}` as JSON.
 The code is the response's last ```python block (else the text from its first
-`def`/`import`). It runs under the code environment's harness, so an episode's
-reward and this verifier agree: the tests are read from a file deleted before
-the solution is imported, and results come back on a line prefixed by a fresh
-nonce (the solution cannot print fake results).
+`def`/`import`). It runs under the harness the code environment uses
+(`outrider.envs.code_harness`), so an episode's reward and this verifier agree:
+the tests are read from a file deleted before the solution is imported, and
+results come back on a line prefixed by a fresh nonce (the solution cannot print
+fake results).
 
 Value: 1 when every test passes, else 0 (with `partial_credit`, the fraction
 passed). A program that times out or crashes fails its tests (value 0, the
@@ -16,9 +17,8 @@ detail says why); a malformed reference or a broken sandbox is an ERROR.
 from __future__ import annotations
 
 import json
-import secrets
 
-from outrider.envs.builtin.code_env import HARNESS, TESTS_FILE, extract_code
+from outrider.envs.code_harness import extract_code, harness_files, read_outcomes
 from outrider.envs.sandbox import LimitHit, SandboxError, sandbox_from_config
 from outrider.services.reward.verifiers.base import Verdict, Verifier, VerifierError, VerifierInput
 
@@ -51,17 +51,12 @@ class CodeVerifier(Verifier):
         code = extract_code(item.response)
         if code is None:
             return Verdict(0.0, "no code found in the response")
-        nonce = secrets.token_hex(16)
-        files = {"main.py": HARNESS, "solution.py": code, TESTS_FILE: json.dumps({"nonce": nonce, "tests": tests})}
+        files, nonce = harness_files(code, tests)
         try:
             result = await self.sandbox.arun(files)
         except SandboxError as exc:
             raise VerifierError(f"sandbox ({self.sandbox.name}) failed: {exc}") from None
-        outcomes = None
-        for line in reversed(result.stdout.splitlines()):
-            if line.startswith(nonce):
-                outcomes = json.loads(line[len(nonce) :])
-                break
+        outcomes = read_outcomes(result.stdout, nonce)
         total = len(tests)
         if outcomes is None:
             if result.limit_hit is not LimitHit.NONE:

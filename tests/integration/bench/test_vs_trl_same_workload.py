@@ -28,7 +28,7 @@ import vs_trl_env  # noqa: E402
 import vs_trl_trl  # noqa: E402
 import vs_trl_workload as workload  # noqa: E402
 
-from outrider.services.env.client import EnvClient  # noqa: E402
+from outrider.clients.env import EnvClient  # noqa: E402
 
 WORK = workload.Workload(model="tiny-random", num_prompts=64, seed=3)
 COMPLETIONS = [

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from outrider.cli.main import app as cli
 from outrider.config import dump_yaml
 from outrider.config.curriculum import ExclusionConfig, LearnabilityStrategy
-from outrider.services.curriculum.client import CurriculumClient
+from outrider.clients.curriculum import CurriculumClient
 from outrider.services.curriculum.strategies import Curriculum
 from outrider.services.curriculum.table import TaskInfo
 from outrider.stack import wait_serving

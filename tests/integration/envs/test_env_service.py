@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from outrider.envs.tools import format_call
 from outrider.proto.v1 import common_pb2, env_pb2
-from outrider.services.env.client import EnvClient
+from outrider.clients.env import EnvClient
 
 pytestmark = pytest.mark.sandbox
 
@@ -189,9 +189,9 @@ async def test_invalid_spec_is_invalid_argument_naming_the_fields(start_env_serv
     bad = env_pb2.EnvSpec(name="Bad Name!", python=env_pb2.PythonEntryPoint(entry_point="nope"))
     details = await expect_status(stub.RegisterEnv(env_pb2.RegisterEnvRequest(spec=bad)), grpc.StatusCode.INVALID_ARGUMENT)
     assert "spec.name:" in details and "spec.python.entry_point:" in details
-    missing = env_pb2.EnvSpec(name="ghost", python=env_pb2.PythonEntryPoint(entry_point="outrider.envs.ghost:Env"))
+    missing = env_pb2.EnvSpec(name="ghost", python=env_pb2.PythonEntryPoint(entry_point="outrider.envs.builtin.ghost:Env"))
     details = await expect_status(stub.RegisterEnv(env_pb2.RegisterEnvRequest(spec=missing)), grpc.StatusCode.INVALID_ARGUMENT)
-    assert "cannot import 'outrider.envs.ghost'" in details
+    assert "raised ModuleNotFoundError: No module named 'outrider.envs.builtin.ghost'" in details  # in the child import
     bad_params = env_pb2.EnvSpec(name="m", python=env_pb2.PythonEntryPoint(entry_point="outrider.envs.builtin.math_env:MathEnv"), params={"difficulty": "99"})
     details = await expect_status(stub.RegisterEnv(env_pb2.RegisterEnvRequest(spec=bad_params)), grpc.StatusCode.INVALID_ARGUMENT)
     assert "spec.params.difficulty" in details
@@ -267,7 +267,7 @@ async def test_environment_errors_are_explicit_statuses_not_rewards(start_env_se
     module = tmp_path / "outrider_test_failing_env.py"
     module.write_text(FAILING_ENV)
     monkeypatch.syspath_prepend(str(tmp_path))
-    built, stub = await start_env_service()
+    built, stub = await start_env_service(allowed_python_modules=["outrider_test_failing_env"])
     spec = env_pb2.EnvSpec(name="failing", python=env_pb2.PythonEntryPoint(entry_point="outrider_test_failing_env:FailingEnv"))
     await stub.RegisterEnv(env_pb2.RegisterEnvRequest(spec=spec))
     step_errors = counter("outrider_env_errors_total", env="failing", stage="step")

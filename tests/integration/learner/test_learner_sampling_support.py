@@ -21,7 +21,7 @@ from outrider.learner.engine import init_distributed, trainable_engine
 from outrider.learner.models import load_actor, token_logprobs
 from outrider.learner.step import Models, StepPlan, learner_step
 from outrider.proto.v1.trajectory_pb2 import SamplingSupport, Trajectory, TrajectoryGroup, Turn
-from outrider.services.policy.client import PolicyClient
+from outrider.clients.policy import PolicyClient
 from testkit.policy import PolicyServerThread, policy_config
 
 pytestmark = pytest.mark.slow

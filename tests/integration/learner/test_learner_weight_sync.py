@@ -15,8 +15,8 @@ from transformers import AutoModelForCausalLM
 
 from outrider.config import BusConfig, parse_config
 from outrider.models import resolve_model
-from outrider.services.policy.client import PolicyClient
-from outrider.services.policy.staging import staging_roots
+from outrider.clients.policy import PolicyClient
+from outrider.models.staging import staging_roots
 from outrider.stack import LocalStack
 from outrider.transport import RedisReceiver, RedisSender
 from testkit.learner import GOOD, PROMPT, finish, learn_process, learnable_groups, sequence_logprobs, write_run_config

@@ -13,7 +13,7 @@ from outrider.learner import staged_weights
 from outrider.learner.engine import init_distributed, trainable_engine
 from outrider.learner.models import load_actor, model_folder
 from outrider.learner.weight_sync import WeightPublisher
-from outrider.services.policy.client import PolicyClient
+from outrider.clients.policy import PolicyClient
 from testkit.learner import GOOD, PROMPT
 from testkit.policy import PolicyServerThread, policy_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from outrider.services.policy.client import PolicyClient
+from outrider.clients.policy import PolicyClient
 from testkit.policy import PolicyServerThread, policy_config
 
 BACKENDS = ["hf", pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.slow])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from outrider.services.policy.client import PolicyClient
+from outrider.clients.policy import PolicyClient
 from testkit.policy import PolicyServerThread, max_abs_diff, policy_config
 
 pytestmark = [

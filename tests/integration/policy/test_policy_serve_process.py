@@ -11,7 +11,7 @@ import time
 import openai
 import pytest
 
-from outrider.services.policy.client import PolicyClient
+from outrider.clients.policy import PolicyClient
 
 CONFIG = """\
 kind: policy

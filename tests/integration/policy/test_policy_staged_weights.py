@@ -12,8 +12,8 @@ import torch
 
 from outrider.learner.staged_weights import WeightsStager
 from outrider.models import resolve_model
-from outrider.services.policy.client import PolicyClient
-from outrider.services.policy.staging import staging_roots
+from outrider.clients.policy import PolicyClient
+from outrider.models.staging import staging_roots
 from outrider.services.policy.weights import read_checkpoint, save_tensors
 from testkit.policy import PolicyServerThread, max_abs_diff, policy_config
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from outrider.cli.main import app
-from outrider.services.policy.client import PolicyClient
+from outrider.clients.policy import PolicyClient
 from testkit.policy import PolicyServerThread, max_abs_diff, policy_config
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"

@@ -13,8 +13,8 @@ from outrider.rollout.episodes import GroupPlayer, build_group
 from outrider.rollout.rewards import assign_rewards
 from outrider.rollout.rpcs import Counted
 from outrider.rollout.tokens import ObservationTokens
-from outrider.services.env.client import EnvClient
-from outrider.services.policy.client import PolicyClient
+from outrider.clients.env import EnvClient
+from outrider.clients.policy import PolicyClient
 from outrider.stack import LocalStack
 from outrider.transport import group_problem
 

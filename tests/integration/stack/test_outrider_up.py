@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,19 +21,19 @@ SERVICES = ("policy", "env", "reward", "curriculum")
 LINE = re.compile(r"^(policy|env|reward|curriculum)\s+127\.0\.0\.1:(\d+)\s+SERVING")
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, output_dir: Path | None = None) -> Path:
     path = tmp_path / "run.yaml"
     path.write_text(
-        f"kind: run\nname: up\noutput_dir: {tmp_path}\n"
+        f"kind: run\nname: up\noutput_dir: {output_dir or tmp_path}\n"
         "policy:\n  backend: hf\n  model: tiny-random\n  http_port: null\n"
         "curriculum:\n  pools:\n    - type: env-service\n      envs: [math]\n"
     )
     return path
 
 
-def _start(tmp_path: Path) -> tuple[subprocess.Popen, dict[str, int], list[str]]:
+def _start(tmp_path: Path, output_dir: Path | None = None) -> tuple[subprocess.Popen, dict[str, int], list[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "outrider.cli.main", "up", str(_config(tmp_path))],
+        [sys.executable, "-m", "outrider.cli.main", "up", str(_config(tmp_path, output_dir))],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -101,3 +102,32 @@ def test_a_service_that_dies_is_named_with_its_exit_status_and_the_stack_stops(t
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("OUTRIDER_") and k.endswith("_ADDRESS"))}
+    return subprocess.run([sys.executable, "-m", "outrider.cli.main", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_commands_find_the_services_of_a_running_up_without_an_address(tmp_path):
+    process, ports, _ = _start(tmp_path, output_dir=tmp_path / "runs")
+    state = tmp_path / "runs" / "up" / "stack" / "addresses.json"
+    try:
+        recorded = json.loads(state.read_text())
+        assert recorded["pid"] == process.pid
+        assert recorded["addresses"] == {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+        listed = _cli(tmp_path, "env", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "math" in listed.stdout and f"using the env service of runs/up (127.0.0.1:{ports['env']})" in listed.stderr
+        curriculum = _cli(tmp_path, "curriculum", "state", "--json")
+        assert curriculum.returncode == 0 and json.loads(curriculum.stdout)["strategy"], curriculum.stderr
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not state.exists(), "the state file goes with the stack"
+    missing = _cli(tmp_path, "env", "list")
+    assert missing.returncode == 2
+    assert "no env service address: pass --address HOST:PORT, set OUTRIDER_ENV_ADDRESS, or start a stack" in missing.stderr

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from outrider.config import BusConfig, RunConfig
-from outrider.train.driver import Dispatcher, dispatch_mode
+from outrider.train.driver import Dispatcher, dispatch_mode, ledger
 from outrider.transport import RedisReceiver, RedisSender
 from testkit.bus import make_group
 
@@ -154,3 +154,25 @@ def test_auto_dispatch_takes_turns_on_one_machine_and_overlaps_on_a_cluster():
     cluster = RunConfig.model_validate({"stack": {"mode": "cluster", "addresses": addresses}})
     assert dispatch_mode(cluster) == "ahead"
     assert dispatch_mode(RunConfig.model_validate({"rollout": {"dispatch": "ahead"}})) == "ahead"
+
+
+def test_the_ledger_accounts_for_every_produced_group_through_the_bus(bus, redis_url):
+    _, cfg, sender, learner = bus
+    for index in range(5):
+        sender.send(make_group(f"g{index}"))
+    delivered = learner.receive(3)  # g0, g1, g2
+    learner.commit(delivered[:2])  # g0, g1: trained and committed
+    learner.reject(delivered[2], "bad group")  # g2: dead-lettered
+    learner.commit_group_ids(["g3"])  # g3: committed, never trained; g4 stays queued
+    run = RunConfig.model_validate({"redis": {"url": redis_url}, "bus": cfg.model_dump()})
+    # Trained: g0, g1 twice, and "x", which no producer sent.
+    assert ledger(run, ["g0", "g1", "g1", "x"]) == {
+        "produced": 5,
+        "trained": 4,
+        "trained_twice": 1,  # 4 trained − 3 distinct
+        "dead_lettered": 1,  # g2
+        "committed_untrained": 1,  # {g0, g1, g3} − {g0, g1, x} = {g3}
+        "queued": 1,  # g4
+        "lost": 0,  # {g0..g4} − trained − dead − committed − queued = ∅
+        "trained_unknown": 1,  # x
+    }

@@ -187,3 +187,21 @@ def test_commit_by_group_id_finds_groups_delivered_or_not(bus):
     assert [d.group.group_id for d in receiver.receive(10, block_s=0.05)] == ["g3"]
     stats = receiver.stats()
     assert (stats.committed, stats.queued) == (2, 2)  # g0 and g3 remain uncommitted
+
+
+def test_queued_ids_are_the_uncommitted_groups_across_scan_pages(bus):
+    client, cfg = bus
+    cfg = cfg.model_copy(update={"max_len": 2000})  # room for every group at once
+    sender, receiver = RedisSender(client, cfg), RedisReceiver(client, cfg, name="c1")
+    # 1,203 groups: the scan reads 500 entries per XRANGE, so three pages (500, 500, 203).
+    ids = [f"g{index:04d}" for index in range(1203)]
+    for gid in ids:
+        sender.send(make_group(gid, trajectories=1, tokens=4, prompt=1))
+    delivered = receiver.receive(3)
+    receiver.commit(delivered[:2])  # g0000, g0001 leave the stream; g0002 stays (pending)
+    assert receiver.queued_ids() == set(ids[2:])
+    assert len(receiver.queued_ids()) == receiver.stats().queued == 1201
+    # The same scan finds the groups to commit by id, on any page.
+    result = receiver.commit_group_ids(["g0002", "g0700", "g1202"])
+    assert sorted(result.committed) == ["g0002", "g0700", "g1202"]
+    assert receiver.queued_ids() == set(ids[2:]) - {"g0002", "g0700", "g1202"}

@@ -29,6 +29,8 @@ def full_batch(dtype, seed=0):
         "old_logprobs": torch.log_softmax(torch.randn(B, T, 13, generator=gen), -1).gather(-1, labels[..., None]).squeeze(-1).to(dtype),
         "ref_logprobs": -torch.rand(B, T, generator=gen).to(dtype),
         "rollout_logprobs": -torch.rand(B, T, generator=gen).to(dtype),
+        # Versions behind π_old of each token (partial rollouts: segments of one sequence differ).
+        "rollout_lags": torch.randint(0, 3, (B, T), generator=gen) * mask.long(),
     }
 
 
@@ -61,7 +63,7 @@ def test_every_entry_runs_through_the_uniform_signatures(dtype):
         inputs = A.PolicyLossInputs(
             logprobs, batch["old_logprobs"], adv.advantages, batch["mask"],
             entropy=A.entropy_from_logits(batch["logits"], chunk_size=7).to(dtype),
-            rollout_logprobs=batch["rollout_logprobs"], generator=torch.Generator().manual_seed(0),
+            rollout_logprobs=batch["rollout_logprobs"], rollout_lags=batch["rollout_lags"], generator=torch.Generator().manual_seed(0),
             penalty_coef=0.1,  # what the learner's penalty controller passes (read by ppo_kl only)
         )
         metrics = {}

@@ -91,10 +91,10 @@ def test_nested_numbers_are_numbers(run_file):
 def test_bools_lists_and_null(run_file):
     config = load_config(
         run_file,
-        ["learner.tensorboard=true", "evaluation.enabled=false", "rollout.envs=[math, countdown]",
+        ["learner.engine.gradient_checkpointing=true", "evaluation.enabled=false", "rollout.envs=[math, countdown]",
          "learner.optimizer.betas=[0.8, 0.95]", "learner.seed=null"],
     )
-    assert config.learner.tensorboard is True and config.evaluation.enabled is False
+    assert config.learner.engine.gradient_checkpointing is True and config.evaluation.enabled is False
     assert config.rollout.envs == ["math", "countdown"]
     assert config.learner.optimizer.betas == (0.8, 0.95)
     assert config.learner.seed is None

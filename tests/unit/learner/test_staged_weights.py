@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from outrider.learner.staged_weights import WeightsStager, served_tensors, write_safetensors
 from outrider.learner.weight_sync import resolve_mode, same_host
-from outrider.services.policy import staging
+from outrider.models import staging
 
 
 def _state() -> dict[str, torch.Tensor]:

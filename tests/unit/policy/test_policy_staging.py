@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from outrider.serving import InvalidArgument, NotFound, PermissionDenied
-from outrider.services.policy import staging
-from outrider.services.policy.staging import check_staged_file, owned_name, remove_orphans
+from outrider.models import staging
+from outrider.models.staging import check_staged_file, owned_name, remove_orphans
 
 
 @pytest.fixture

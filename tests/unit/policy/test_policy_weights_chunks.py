@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from outrider.models.tensors import tensor_chunks
 from outrider.proto.v1 import common_pb2
 from outrider.serving import InvalidArgument
-from outrider.services.policy.weights import TensorAssembler, WeightsSchema, tensor_chunks
+from outrider.services.policy.weights import TensorAssembler, WeightsSchema
 
 
 def assemble(chunks, count, limit=1 << 30):

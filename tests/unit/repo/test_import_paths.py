@@ -66,7 +66,7 @@ def test_bare_module_run_fails_too():
 def test_outrider_imports_resolve_to_the_repository_files_from_anywhere(tmp_path):
     code = (
         "import importlib.util, json, outrider.learner, outrider.services.policy, outrider.envs\n"
-        "names = ['outrider.learner.loop', 'outrider.services.policy.client', 'outrider.envs.interface']\n"
+        "names = ['outrider.learner.loop', 'outrider.services.policy.servicer', 'outrider.envs.interface']\n"
         "print(json.dumps({n: importlib.util.find_spec(n).origin for n in names}))\n"
     )
     done = _python(code, tmp_path)
@@ -74,7 +74,7 @@ def test_outrider_imports_resolve_to_the_repository_files_from_anywhere(tmp_path
     origins = json.loads(done.stdout.splitlines()[-1])
     assert {name: os.path.realpath(origin) for name, origin in origins.items()} == {
         "outrider.learner.loop": str(REPO_ROOT / "learner" / "loop.py"),
-        "outrider.services.policy.client": str(REPO_ROOT / "services" / "policy" / "client.py"),
+        "outrider.services.policy.servicer": str(REPO_ROOT / "services" / "policy" / "servicer.py"),
         "outrider.envs.interface": str(REPO_ROOT / "envs" / "interface.py"),
     }
 
@@ -83,7 +83,7 @@ def test_a_static_tool_finds_the_mapped_packages_on_the_interpreters_path(tmp_pa
     search = _interpreter_path(tmp_path)
     for module, expected in [
         ("outrider.learner.loop", REPO_ROOT / "learner" / "loop.py"),
-        ("outrider.services.policy.client", REPO_ROOT / "services" / "policy" / "client.py"),
+        ("outrider.services.policy.servicer", REPO_ROOT / "services" / "policy" / "servicer.py"),
         ("outrider.envs", REPO_ROOT / "envs" / "__init__.py"),
         ("outrider.config.run", REPO_ROOT / "outrider" / "config" / "run.py"),
     ]:
@@ -107,7 +107,7 @@ def test_a_static_tool_inside_the_checkout_finds_the_repository_files():
     search = [REPO_ROOT, *_interpreter_path(REPO_ROOT / "tests")]
     for module, expected in [
         ("outrider.learner.loop", REPO_ROOT / "learner" / "loop.py"),
-        ("outrider.services.policy.client", REPO_ROOT / "services" / "policy" / "client.py"),
+        ("outrider.services.policy.servicer", REPO_ROOT / "services" / "policy" / "servicer.py"),
         ("outrider.envs.interface", REPO_ROOT / "envs" / "interface.py"),
     ]:
         found = static_origin(module, search)

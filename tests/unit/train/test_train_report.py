@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from outrider.train.report import pass1_change, render_report, summary_rows, wall_clock_points
+from outrider.train.report import config_rows, pass1_change, render_report, summary_rows, timing_rows, wall_clock_points
 
 
 def _eval(pass1: float, tasks: int = 4, samples: int = 4, version: int = 0) -> dict:
@@ -72,3 +72,46 @@ def test_the_report_shows_the_wall_clock_curve(tmp_path):
     page = render_report(tmp_path).read_text()
     assert '<img src="wall_clock.png"' in page
     assert (tmp_path / "report" / "wall_clock.png").stat().st_size > 1000
+
+
+def test_the_settings_a_reader_compares_runs_by():
+    run = {"seed": 3, "learner": {"model": "m", "groups_per_step": 5, "max_steps": 10, "optimizer": {"lr": 5e-5},
+                                  "algorithm": {"advantage": {"name": "grpo"}, "policy_loss": {"name": "ppo_clip", "params": {"clip_high": 0.28}},
+                                                "aggregation": {"name": "token_mean"}, "transforms": [{"name": "clip_cov"}]}},
+           "rollout": {"envs": ["math"], "group_size": 8, "max_turns": 3, "sampling": {"temperature": 1.0, "max_tokens": 64}}}
+    rows = dict(config_rows(run))
+    assert rows["algorithm"] == "advantage grpo, loss ppo_clip (clip_high=0.28), aggregation token_mean, transforms clip_cov"
+    assert rows["batch"] == "5 groups × 8 episodes per step, 10 steps"
+    assert rows["sampling"] == "temperature 1.0, max 64 tokens per turn, up to 3 turns"
+    assert rows["seed"] == "3"
+
+
+def test_where_a_steps_time_went_by_hand():
+    # Step ends at 100, 160, 210 s: walls 60 and 50, mean 55. Steps 2 and 3 took 40 and 30 s
+    # in the learner (mean 35) of which sync 1 and 3 (mean 2) and checkpoint 5 and 7 (mean 6):
+    # compute 35 - 2 - 6 = 27; waiting 55 - 35 = 20.
+    records = [{"step": 1, "time": 100.0, "step_seconds": 80.0},
+               {"step": 2, "time": 160.0, "step_seconds": 40.0, "sync/seconds": 1.0, "time/checkpoint_seconds": 5.0},
+               {"step": 3, "time": 210.0, "step_seconds": 30.0, "sync/seconds": 3.0, "time/checkpoint_seconds": 7.0}]
+    rows = dict(timing_rows(records))
+    assert rows["steps 2 onwards: wall time per step"] == "55.0 s (1.8 min from the end of step 1 to the end of step 3)"
+    assert (rows["  learner compute"], rows["  weight sync"], rows["  checkpoint"], rows["  waiting for rollouts"]) == (
+        "27.0 s", "2.0 s", "6.0 s", "20.0 s")
+
+
+def test_the_report_shows_the_first_and_last_steps_samples_escaped(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "time": 10.0}\n{"step": 2, "time": 20.0}\n{"step": 3, "time": 30.0}\n')
+    lines = [{"step": s, "reward": r, "solved": r > 0, "task_id": "math/1", "prompt": f"p{s}", "completion": f"<b>c{s}</b>"}
+             for s, r in ((1, -0.6), (2, 0.3), (3, 1.0))]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    page = render_report(tmp_path).read_text()
+    assert "&lt;b&gt;c1&lt;/b&gt;" in page and "&lt;b&gt;c3&lt;/b&gt;" in page and "c2" not in page
+    assert "reward +1.000, solved" in page and "reward -0.600, not solved" in page
+
+
+def test_records_without_a_time_give_no_clock_and_no_timing(tmp_path):
+    records = [{"step": 1, "reward_mean": 0.5}]
+    assert wall_clock_points(records, None, None) == {"train": [], "train_metric": None, "held_out": []}
+    assert timing_rows(records + [{"step": 2, "reward_mean": 0.6}]) == []
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "reward_mean": 0.5}\n')
+    assert "fewer than two steps" in render_report(tmp_path).read_text()

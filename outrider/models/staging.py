@@ -18,6 +18,10 @@ The service accepts a staged file only under these roots, with symlinks and
 `..` resolved first: a path in an RPC must not make it read arbitrary files
 of its host. `checkpoint_path` keeps its own rule (any HF folder the service
 can read: shared storage is wherever an operator mounts it).
+
+Both sides use this module: the learner's weight sync (`outrider.learner.staged_weights`)
+writes here, the policy service (its servicer and vLLM backend) reads and checks here; it
+sits below both (docs/architecture.md, Layers).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import socket
 import stat
 from pathlib import Path
 
-from outrider.models import cache_root
+from outrider.models.cache import cache_root
+from outrider.process import pid_alive
 from outrider.serving import InvalidArgument, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -94,7 +99,7 @@ def remove_orphans(root: Path) -> list[Path]:
         parts = entry.name.split("+")
         if len(parts) < 3 or parts[1] != host or not parts[2].split(".")[0].isdigit():
             continue
-        if _alive(int(parts[2].split(".")[0])):
+        if pid_alive(int(parts[2].split(".")[0])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -104,16 +109,6 @@ def remove_orphans(root: Path) -> list[Path]:
     if removed:
         log.info("removed %d orphaned weights staging entries under %s", len(removed), root)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_staged_file(path_text: str, roots: tuple[Path, ...] | None = None) -> Path:

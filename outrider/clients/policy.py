@@ -137,7 +137,8 @@ class PolicyClient:
         self, version: int, state_dict: Mapping[str, "torch.Tensor"], chunk_bytes: int = 4 * 1024 * 1024  # noqa: F821
     ) -> policy_pb2.UpdateWeightsResponse:
         """Stream every tensor (HF parameter names) as TensorChunk messages."""
-        from outrider.services.policy.weights import tensor_chunks
+        # Imported here: the wire format needs torch, which callers that only generate never load.
+        from outrider.models.tensors import tensor_chunks
 
         def messages() -> Iterator[policy_pb2.UpdateWeightsRequest]:
             yield policy_pb2.UpdateWeightsRequest(
