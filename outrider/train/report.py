@@ -43,6 +43,15 @@ def load_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _save(fig, ax, path: Path) -> Path:
+    """The report's common finish of a figure: a light grid, tight layout, PNG, closed."""
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _plot(records: list[dict], key: str, title: str, out: Path) -> Path | None:
     points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
     if not points:
@@ -52,12 +61,7 @@ def _plot(records: list[dict], key: str, title: str, out: Path) -> Path | None:
     ax.plot(steps, values, marker="o", markersize=3, linewidth=1.5)
     ax.set_title(title)
     ax.set_xlabel("learner step")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / f"{key.replace('/', '_')}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, out / f"{key.replace('/', '_')}.png")
 
 
 def _plot_pass_at_k(before: dict | None, after: dict | None, out: Path) -> Path | None:
@@ -74,12 +78,7 @@ def _plot_pass_at_k(before: dict | None, after: dict | None, out: Path) -> Path 
     ax.set_ylabel("pass@k")
     ax.set_title("held-out pass@k")
     ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "pass_at_k.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, out / "pass_at_k.png")
 
 
 def wall_clock_points(records: list[dict], before: dict | None, after: dict | None) -> dict:
@@ -130,12 +129,7 @@ def _plot_wall_clock(records: list[dict], before: dict | None, after: dict | Non
     ax.set_xlabel("minutes since training started")
     ax.set_title("learning against wall-clock time")
     ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "wall_clock.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, out / "wall_clock.png")
 
 
 def config_rows(run: dict) -> list[tuple[str, str]]:
