@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from outrider.envs.sandbox import RunResult, Sandbox
+from outrider.proto.chat import Message  # the one chat message type; environments import it from here
 from outrider.proto.v1 import common_pb2, env_pb2
 
 
@@ -40,24 +41,6 @@ class TaskNotFound(KeyError):
 
 class ParamError(ValueError):
     """An EnvSpec param has a value the environment cannot use."""
-
-
-@dataclass(frozen=True)
-class Message:
-    """A chat message the environment adds to the conversation."""
-
-    role: str
-    """"system", "user" or "tool"."""
-    content: str
-    name: str = ""
-    """For role "tool": the tool's name."""
-
-    def to_proto(self) -> common_pb2.ChatMessage:
-        return common_pb2.ChatMessage(role=self.role, content=self.content, name=self.name)
-
-    @classmethod
-    def from_proto(cls, message: common_pb2.ChatMessage) -> Message:
-        return cls(message.role, message.content, message.name)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ the remote process may start later; calls to it fail with UNAVAILABLE then.
 
 Only code installed in the env service's Python can be named by an entry point;
 an environment in another language runs as its own process (kind `remote`).
+A python spec may not say more than its class does (`class_problems`): no tools
+it does not serve, no sandbox limits for a class that runs no code, no process
+signals it does not give; what the spec leaves out of those is filled in from
+the class's `default_spec()`.
+
 A spec from a client (not `trusted`) also passes the service's admission rules
 (`outrider.envs.admission`): allow-listed modules, imported in a child process
 first; every spec has its sandbox limits capped and its remote address checked.
@@ -73,6 +78,48 @@ def load_entry_point(entry_point: str) -> type[Environment]:
     return cls
 
 
+def _declared(cls: type[Environment]) -> env_pb2.EnvSpec | None:
+    """What the class says of itself (`default_spec()`); None for a class that says nothing."""
+    return cls.default_spec()
+
+
+def class_problems(spec: env_pb2.EnvSpec, cls: type[Environment]) -> list[tuple[str, str]]:
+    """Fields of a python spec that its class would not act on, as (field path, message).
+
+    The class is what runs: its first observation states its tools, it emits (or not)
+    process signals, and only a class that `needs_sandbox` runs code under the limits.
+    So a spec may repeat what the class declares (`default_spec()`), not add to it."""
+    entry_point, declared = spec.python.entry_point, _declared(cls)
+    problems = []
+    served = {tool.name: tool for tool in declared.tools} if declared is not None else {}
+    names = ", ".join(served) or "none"
+    for i, tool in enumerate(spec.tools):
+        if tool.name not in served:
+            problems.append((f"tools[{i}].name", f"{tool.name!r} is not a tool of {entry_point} (it serves: {names}); a spec cannot add tools"))
+        elif tool != served[tool.name]:
+            problems.append((f"tools[{i}]", f"differs from the {tool.name!r} schema {entry_point} serves; omit `tools` to get the environment's own"))
+    missing = sorted(set(served) - {tool.name for tool in spec.tools})
+    if spec.tools and missing:
+        problems.append(("tools", f"leaves out {', '.join(missing)}, which {entry_point} serves all the same; omit `tools` to get them all"))
+    if spec.sandbox.ListFields() and not cls.needs_sandbox:
+        problems.append(("sandbox", f"{entry_point} runs no code in the sandbox (needs_sandbox is false): the limits would not apply; remove them"))
+    if spec.reward.process_signals and declared is not None and not declared.reward.process_signals:
+        problems.append(("reward.process_signals", f"{entry_point} gives no process signals (its default_spec() says so)"))
+    return problems
+
+
+def with_class_defaults(spec: env_pb2.EnvSpec, cls: type[Environment]) -> env_pb2.EnvSpec:
+    """`spec` with what its class declares and the spec left out: its tools, its process signals."""
+    declared = _declared(cls)
+    filled = env_pb2.EnvSpec()
+    filled.CopyFrom(spec)
+    if declared is not None:
+        if not filled.tools:
+            filled.tools.extend(declared.tools)
+        filled.reward.process_signals = filled.reward.process_signals or declared.reward.process_signals
+    return filled
+
+
 def builtin_spec(name: str, params: dict[str, str] | None = None) -> env_pb2.EnvSpec:
     """The default spec of a built-in environment, with `params` merged in."""
     spec = builtin_class(name).default_spec()
@@ -103,8 +150,8 @@ class EnvRegistry:
             problems += self.admission.module_problems(spec.python.entry_point)
         if problems:
             raise SpecError(source, problems)
-        spec = with_defaults(spec)
-        entry = self._prepare(spec, source)
+        entry = self._prepare(with_defaults(spec), source)
+        spec = entry.spec
         with self._lock:
             if spec.name in self._envs and not replace:
                 raise EnvExists(f"environment {spec.name!r} is already registered (set replace to overwrite it)")
@@ -118,6 +165,10 @@ class EnvRegistry:
             cls = load_entry_point(spec.python.entry_point)
         except SpecError as exc:
             raise SpecError(source, exc.problems) from None
+        problems = class_problems(spec, cls)
+        if problems:
+            raise SpecError(source, problems)
+        spec = with_class_defaults(spec, cls)
         context = EnvContext(
             sandbox=self.sandbox,
             sandbox_limits=spec.sandbox if spec.HasField("sandbox") else None,

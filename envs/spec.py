@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from pydantic import ValidationError
 
 from outrider.config.base import ConfigError, read_yaml, validation_problems
@@ -61,14 +62,96 @@ def spec_from_dict(data: Any, source: str = "<spec>") -> env_pb2.EnvSpec:
             else:
                 params[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
         data["params"] = params
+    problems += shape_problems(data, env_pb2.EnvSpec.DESCRIPTOR)
     if problems:
         raise SpecError(source, problems)
     spec = env_pb2.EnvSpec()
     try:
         json_format.ParseDict(data, spec)
-    except json_format.ParseError as exc:
+    except json_format.ParseError as exc:  # what shape_problems does not foresee; the message names the field
         raise SpecError(source, [("<spec>", str(exc))]) from None
     return checked(spec, source)
+
+
+_INTEGERS = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+_FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
+
+
+def shape_problems(data: dict, descriptor: Descriptor, prefix: str = "") -> list[tuple[str, str]]:
+    """Unknown fields and wrongly typed values of the YAML form of a message, every one
+    with its path in the proto's snake_case names (`sandbox.wall_time_s`, `tools[1].name`),
+    as the YAML spells them. json_format would stop at the first, name it in camelCase
+    (`maxTurns`) and accept camelCase keys; a spec file has one spelling."""
+    problems: list[tuple[str, str]] = []
+    fields = {field.name: field for field in descriptor.fields}
+    camel = {field.json_name: field.name for field in descriptor.fields}
+    oneofs: dict[str, list[str]] = {}
+    for key, value in data.items():
+        key = str(key)
+        path = f"{prefix}{key}"
+        field = fields.get(key)
+        if field is None:
+            hint = f"did you mean {camel[key]!r}? (field names are snake_case, as in the proto)" if key in camel else f"valid: {', '.join(fields)}"
+            problems.append((path, f"unknown field; {hint}"))
+            continue
+        if field.containing_oneof is not None:
+            oneofs.setdefault(field.containing_oneof.name, []).append(key)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            if not isinstance(value, dict):
+                problems.append((path, f"must be a mapping, got {_kind(value)}"))
+                continue
+            value_field = field.message_type.fields_by_name["value"]
+            for name, item in value.items():
+                problems += _value_problems(value_field, item, f"{path}.{name}")
+        elif field.is_repeated:
+            if not isinstance(value, list):
+                problems.append((path, f"must be a list, got {_kind(value)}"))
+                continue
+            for i, item in enumerate(value):
+                problems += _value_problems(field, item, f"{path}[{i}]")
+        else:
+            problems += _value_problems(field, value, path)
+    for oneof, keys in oneofs.items():
+        if len(keys) > 1:
+            problems.append((f"{prefix}{keys[-1]}", f"set together with {', '.join(keys[:-1])}; `{oneof}` is one of them"))
+    return problems
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _value_problems(field: FieldDescriptor, value: Any, path: str) -> list[tuple[str, str]]:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if not isinstance(value, dict):
+            return [(path, f"must be a mapping, got {_kind(value)}")]
+        return shape_problems(value, field.message_type, f"{path}.")
+    if field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
+        return [] if isinstance(value, str) else [(path, f"must be a string, got {_kind(value)} (quote it in YAML)")]
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return [] if isinstance(value, bool) else [(path, f"must be true or false, got {_kind(value)}")]
+    if field.type in _INTEGERS:
+        low, high = _INTEGERS[field.type]
+        if isinstance(value, bool) or not isinstance(value, int):
+            return [(path, f"must be a whole number, got {_kind(value)}")]
+        return [] if low <= value <= high else [(path, f"{value} is out of range [{low}, {high}]")]
+    if field.type in _FLOATS:
+        return [] if isinstance(value, (int, float)) and not isinstance(value, bool) else [(path, f"must be a number, got {_kind(value)}")]
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        names = [v.name for v in field.enum_type.values]
+        return [] if value in names else [(path, f"{value!r} is not one of {', '.join(names)}")]
+    return []
 
 
 def load_spec_file(path: str | Path) -> env_pb2.EnvSpec:
@@ -113,6 +196,7 @@ def validate_spec(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
     problems += _tool_problems(spec)
     problems += _sandbox_problems(spec)
     problems += _reward_problems(spec)
+    problems += _unapplied_problems(spec)
     if len(spec.params) > MAX_PARAMS:
         problems.append(("params", f"more than {MAX_PARAMS} entries"))
     for key, value in spec.params.items():
@@ -179,4 +263,26 @@ def _reward_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
             problems.append((f"reward.verifiers[{i}].name", "is empty"))
         if not (math.isfinite(verifier.weight) and verifier.weight >= 0):
             problems.append((f"reward.verifiers[{i}].weight", f"{verifier.weight} must be a finite number >= 0"))
+    return problems
+
+
+def _unapplied_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
+    """Fields nothing would act on: refused, so that a spec never says more than the
+    deployment does (docs/environments.md, "What each field does")."""
+    problems = []
+    if spec.reward.verifiers:
+        problems.append((
+            "reward.verifiers",
+            "not applied from the spec: the reward service's verifiers (and their weights) are set per "
+            "environment in its config (`verifiers: {ENV: [...]}`) and used with rollout.reward.outcome: "
+            "reward-service; remove them here",
+        ))
+    if spec.WhichOneof("kind") != "remote":
+        return problems
+    if spec.sandbox.ListFields():
+        problems.append(("sandbox", "a remote environment runs its code in its own process: the env service's sandbox limits do not reach it; remove them"))
+    if spec.params:
+        problems.append(("params", "a remote environment is not constructed by the env service (CreateSession carries no params); configure the remote process itself"))
+    if spec.tools:
+        problems.append(("tools", "a remote environment runs its own tools and states them in its first observation; the env service cannot serve or check them; remove them"))
     return problems

@@ -42,6 +42,10 @@ class LearnerState:
     """state_dict of the KL coefficient controller."""
     penalty_controller: dict = field(default_factory=dict)
     """state_dict of the policy loss's adaptive penalty coefficient (`ppo_kl`); empty otherwise."""
+    multipliers: dict = field(default_factory=dict)
+    """λ of each reward constraint by component name (learner/objectives.py); empty without constraints."""
+    disagreement_baseline: float | None = None
+    """d₀ of the KL-vs-disagreement heuristic (`algorithm.kl.disagreement_gain`); None: not yet measured."""
     trained_group_ids: list[str] = field(default_factory=list)
     """Every group whose update these weights contain, in training order."""
     uncommitted_group_ids: list[str] = field(default_factory=list)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 import torch
@@ -31,6 +31,8 @@ from outrider.learner.engine import frozen_module, init_distributed, shutdown_di
 from outrider.learner.metrics_log import MetricsLog
 from outrider.learner.samples import render_samples
 from outrider.learner.models import load_actor, load_critic, load_reference, load_teacher, model_folder
+from outrider.learner.objectives import ConstraintMultipliers, DisagreementKL, component_table
+from outrider.learner.status import LearnerStatus
 from outrider.learner.step import Models, StepPlan, learner_step
 from outrider.learner.weight_sync import WeightPublisher
 from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_NONE, TrajectoryGroup
@@ -54,11 +56,15 @@ class Learner:
         self.max_steps = self.cfg.max_steps if max_steps is None else max_steps
         init_distributed(self.cfg.engine.backend)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.status = LearnerStatus(run.run_dir if self.rank == 0 else None)
+        self.status.set("loading", 0, "models and optimizer")
         self.seed = run.seed if self.cfg.seed is None else self.cfg.seed
         torch.manual_seed(self.seed)
         self.algos = Algorithms.from_config(self.cfg.algorithm)
         self.kl = make_kl_controller(self.cfg.algorithm)
         self.penalty = make_penalty_controller(self.algos)  # ppo_kl's β; None for other losses
+        self.constraints = ConstraintMultipliers(self.cfg.algorithm.constraints)  # λ of reward constraints
+        self.disagreement_kl = DisagreementKL(self.cfg.algorithm.kl.disagreement_gain)
         self.models = self._build_models()
         self.checkpoints = run.run_dir / "checkpoints"
         self.state = LearnerState(
@@ -119,6 +125,8 @@ class Learner:
         self.kl.load_state_dict(state.kl_controller)
         if self.penalty is not None and state.penalty_controller:
             self.penalty.load_state_dict(state.penalty_controller)
+        self.constraints.load_state_dict(state.multipliers)
+        self.disagreement_kl.baseline = state.disagreement_baseline
         if self.rank == 0 and state.uncommitted_group_ids:
             result = self.receiver.commit_group_ids(state.uncommitted_group_ids)
             log.info("committed %d groups the checkpoint held but the bus had not", len(result.committed))
@@ -138,6 +146,7 @@ class Learner:
         # training, so before any commit lowers the bus's pending count).
         self.receiver.announce_demand(wanted, held=len(self.held))
         while len(taken) < wanted:
+            self.status.set("waiting", self.state.step + 1, f"{len(taken)} of {wanted} groups")
             if self._stop:
                 break
             for delivery in self.receiver.receive(wanted - len(taken), block_s=0.5):
@@ -180,7 +189,9 @@ class Learner:
         if self.cfg.algorithm.dynamic_sampling:
             rewards = torch.tensor([t.outcome_reward for t in group.trajectories], dtype=torch.float64)[valid]
             if not bool(dynamic_sampling_mask(rewards, torch.zeros(len(rewards), dtype=torch.long)).any()):
-                # No weights will contain it, so it can be committed at once.
+                # Workers of this run do not send such groups; one from another producer
+                # (or whose infra-failed episodes hid the signal) lands here. No weights
+                # will contain it, so it can be committed at once.
                 self.receiver.commit([delivery])
                 self.state.dropped_uniform += 1
                 return False
@@ -216,6 +227,7 @@ class Learner:
                 self.publisher.publish(self.models.actor, self.state.policy_version)
             final = self.run_cfg.run_dir / "final"
             export_hf(self.models.actor, final, model_folder(self.cfg.model))
+            self.status.set("done", self.state.step)
             return self.state
         finally:
             self.publisher.close()
@@ -228,6 +240,12 @@ class Learner:
         started = time.perf_counter()
         groups = data.groups
         batch = build_batch(groups)
+        component_metrics: dict[str, float] = {}
+        if (components := component_table(groups)) is not None:
+            # Lagrangian constraints shape R with this step's λ, then λ moves (objectives.py).
+            rewards, component_metrics = self.constraints.step(components, batch.rewards, batch.valid)
+            batch = replace(batch, rewards=rewards)
+            self.state.multipliers = self.constraints.state_dict()
         plan = StepPlan(
             rank=self.rank,
             world_size=self.world,
@@ -240,9 +258,14 @@ class Learner:
             policy_version=self.state.policy_version,
         )
         penalty_coef = None if self.penalty is None else self.penalty.value
-        metrics = learner_step(self.models, self.algos, batch, self.kl.value, plan, penalty_coef)
+        self.status.set("update", self.state.step + 1, f"{batch.size} sequences, {int(batch.mask.sum()):,} trained tokens")
+        kl_scale = self.disagreement_kl.scale(component_metrics)  # 1 unless the heuristic is on
+        self.state.disagreement_baseline = self.disagreement_kl.baseline
+        kl_coef = self.kl.value * kl_scale
+        metrics = learner_step(self.models, self.algos, batch, kl_coef, plan, penalty_coef) | component_metrics
         if "kl_ref" in metrics:
-            metrics["kl_coef"] = self.kl.value
+            metrics["kl_coef"] = kl_coef
+            metrics["kl_disagreement_scale"] = kl_scale
             self.kl.update(metrics["kl_ref"], batch.size)
         if self.penalty is not None:
             # PPO's rule reads the KL(π_old‖π_θ) the update itself measured (k3, token mean).
@@ -262,6 +285,7 @@ class Learner:
         # checkpoint, and `reconcile` republishes the restored weights under a newer version.
         published = None
         if self.publisher.enabled and state.step % self.cfg.sync.every == 0:
+            self.status.set("sync", state.step, f"weights version {state.policy_version} to the policy")
             metrics |= self.publisher.publish(self.models.actor, state.policy_version)
             published = state.policy_version
         if self.rank == 0 and not self._stop and (not self.max_steps or state.step < self.max_steps):
@@ -270,6 +294,7 @@ class Learner:
             # takes committed groups out of `held` with `pending`).
             self.receiver.announce_demand(self.cfg.groups_per_step, held=len(self.held))
         if state.step % self.cfg.checkpoint_every == 0:
+            self.status.set("checkpoint", state.step)
             checkpoint_started = time.perf_counter()
             self._checkpoint_and_commit()
             metrics["time/checkpoint_seconds"] = time.perf_counter() - checkpoint_started
@@ -292,7 +317,10 @@ class Learner:
             "policy_version": float(state.policy_version),
         }
         if self.rank == 0:
-            metrics["bus_queued"] = float(self.receiver.stats().queued)
+            bus = self.receiver.stats()
+            metrics["bus_queued"] = float(bus.queued)
+            # Signal-less groups the workers did not send (dynamic sampling), run total.
+            metrics["discarded_no_signal"] = float(bus.discarded)
             self.metrics.write(state.step, metrics, data.lags)
             if self.cfg.log_samples:
                 self.metrics.write_samples(state.step, render_samples(self._tokenizer(), groups, self.cfg.log_samples))

@@ -32,6 +32,7 @@ from outrider.learner.algos import (
     PolicyLossInputs,
     RewardShapingInputs,
     ValueLossInputs,
+    covariance_stats,
     distilled_advantages,
     distilled_loss,
     estimate_on_rows,
@@ -362,6 +363,10 @@ def update_actor(
             with torch.no_grad():
                 mb_metrics |= ratio_metrics(logprobs.detach() - inputs.old_logprobs, mb.mask)
                 mb_metrics["entropy"] = masked_mean(token_entropy, mb.mask)
+                # Cov(log π, A) over the micro-batch's tokens, the statistic Clip-Cov/KL-Cov act on
+                # (Cui et al. 2505.22617), with the advantages before any transform so that arms
+                # with different transforms report the same quantity.
+                mb_metrics["logp_adv_cov"] = covariance_stats(logprobs.detach(), part(adv.advantages), mb.mask)["cov_mean"]
             # `loss` is this rank's share times the world size; the shares add up to the mini-batch loss.
             metrics.total("actor/loss", loss.detach() / plan.world_size)
             metrics.total(f"actor/loss_epoch{epoch}", loss.detach() / plan.world_size)

@@ -9,9 +9,10 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from multiprocessing import resource_tracker
 from pathlib import Path
 
@@ -37,6 +38,28 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, sig)
+
+
+_LAUNCHER = """\
+import os, sys
+from outrider.process import die_with_parent
+die_with_parent(int(sys.argv[1]))
+if os.getppid() != int(sys.argv[2]):
+    sys.exit("the supervisor ended before this process started")
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
+
+def dying_with_this_process(argv: Sequence[str], sig: int = signal.SIGTERM) -> list[str]:
+    """`argv`, to be started so that it gets `sig` when this process dies.
+
+    Instead of `Popen(..., preexec_fn=die_with_parent)`: a preexec_fn runs Python in the
+    forked child before exec, and a parent that holds gRPC channels then now and then
+    aborts there (gRPC's fork handlers: "epoll_wait error: Bad file descriptor",
+    SIGABRT). Here the child is a fresh interpreter that asks for the signal itself,
+    checks that its parent is still this process, and becomes `argv` (the request
+    survives exec)."""
+    return [sys.executable, "-c", _LAUNCHER, str(int(sig)), str(os.getpid()), *argv]
 
 
 # (signal, pid of the parent) while `children_die_with_this_process` is active; read by the

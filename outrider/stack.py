@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from outrider.config import RunConfig, dump_yaml
-from outrider.process import die_with_parent
+from outrider.process import dying_with_this_process
 from outrider.services import SERVICE_MAIN_MODULES, available_services
 from outrider.transport import RedisHandle, open_redis
 
@@ -154,11 +154,10 @@ class LocalStack:
         log_path.write_text("")
         command = [sys.executable, "-m", SERVICE_MAIN_MODULES[name], "--config", str(config_path)]
         process = subprocess.Popen(
-            command,
+            dying_with_this_process(command),
             stdout=subprocess.PIPE,
             stderr=open(log_path, "a"),  # noqa: SIM115 - the child owns it
             text=True,
-            preexec_fn=die_with_parent,  # runs in the child before exec
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         service = ServiceProcess(name, process, log_path)

@@ -10,7 +10,10 @@ episode goes on.
 
 Levels: 0 products of 4-5 digit numbers, 1 digit sums of powers of two,
 2 prime counts, 3 letter counts in long strings and modular powers.
-Params: `difficulty`, `num_train` (1000), `num_test` (200).
+Params: `difficulty`, `max_factor` (level 0 multiplies two numbers in 1000..99999;
+with `max_factor` set, in 2..max_factor: small enough that a 135M model is sometimes
+right without the tool, so GRPO has a signal from the first step on CPU),
+`num_train` (1000), `num_test` (200).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from outrider.envs.builtin.common import (
     task_id,
     task_rng,
 )
-from outrider.envs.interface import Environment, Message, StepResult, Task, ToolCallRecord, ToolStatus
+from outrider.envs.interface import Environment, Message, ParamError, StepResult, Task, ToolCallRecord, ToolStatus, param
 from outrider.envs.sandbox import LimitHit
 from outrider.envs.tools import (
     PYTHON_TOOL,
@@ -59,8 +62,9 @@ def _primes_below(n: int) -> int:
     return sum(sieve)
 
 
-def _level0(rng):
-    a, b = rng.randint(1000, 99999), rng.randint(1000, 99999)
+def _level0(rng, max_factor: int | None = None):
+    low, high = (1000, 99999) if max_factor is None else (2, max_factor)
+    a, b = rng.randint(low, high), rng.randint(low, high)
     return f"What is {a} * {b}?", a * b
 
 
@@ -87,13 +91,16 @@ GENERATORS = (_level0, _level1, _level2, _level3)
 
 
 @functools.lru_cache(maxsize=16)
-def build_tasks(levels: tuple[int, ...], sizes: tuple[tuple[str, int], ...]) -> dict[str, tuple[Task, ...]]:
+def build_tasks(
+    levels: tuple[int, ...], sizes: tuple[tuple[str, int], ...], max_factor: int | None = None
+) -> dict[str, tuple[Task, ...]]:
+    generators = (functools.partial(_level0, max_factor=max_factor), *GENERATORS[1:])
     tasks = {}
     for split, size in sizes:
         made = []
         for index in range(size):
             level = levels[index % len(levels)]
-            text, answer = draw(GENERATORS[level], task_rng(NAME, split, index), split)
+            text, answer = draw(generators[level], task_rng(NAME, split, index), split)
             made.append(Task(task_id(split, index), split, float(level), text, format_number(Fraction(answer))))
         tasks[split] = tuple(made)
     return tasks
@@ -106,6 +113,9 @@ class PythonToolEnv(Environment):
         super().__init__(params, context)
         self.sizes = split_sizes(self.params, 1000, 200)
         self.levels = tuple(difficulty_levels(self.params, len(GENERATORS) - 1))
+        self.max_factor = param(self.params, "max_factor", None, int)
+        if self.max_factor is not None and not 2 <= self.max_factor <= 99999:
+            raise ParamError(f"params.max_factor: must be in [2, 99999], got {self.max_factor}")
         self.task: Task | None = None
 
     @classmethod
@@ -122,7 +132,7 @@ class PythonToolEnv(Environment):
         )
 
     def _all(self):
-        return build_tasks(self.levels, tuple(self.sizes.items()))
+        return build_tasks(self.levels, tuple(self.sizes.items()), self.max_factor)
 
     def tasks(self, split: str) -> list[Task]:
         return list(self._all()[check_split(split)])

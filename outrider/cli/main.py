@@ -11,6 +11,7 @@ from outrider.cli import (
     curriculum_cmd,
     env_cmd,
     eval_cmd,
+    experiment_cmd,
     export_cmd,
     learn_cmd,
     offline_cmd,
@@ -71,6 +72,7 @@ app.command()(train_cmd.worker)
 app.command()(train_cmd.report)
 app.command()(train_cmd.demo)
 app.command(name="eval")(eval_cmd.eval_command)
+app.command()(experiment_cmd.experiment)
 app.command()(export_cmd.export)
 app.command()(offline_cmd.sft)
 app.command()(offline_cmd.dpo)

@@ -14,6 +14,18 @@ from outrider.config import LogConfig, RunConfig, is_override
 from outrider.serving.logs import configure_logging
 from outrider.services import SERVICE_MAIN_MODULES, available_services, service_main
 from outrider.stack import LocalStack, StackError
+from outrider.transport.persistence import Persistence, check
+from outrider.transport.persistence import warning as persistence_warning
+
+
+def bus_persistence(url: str) -> Persistence:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return check(client)
+    finally:
+        client.close()
 
 
 def serve(
@@ -63,7 +75,10 @@ def up(
         # Ctrl-C stops the stack even where SIGINT was inherited as ignored (a job started in
         # the background by a non-interactive shell), like SIGTERM.
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-        typer.echo(f"redis      {stack.redis.url}{' (embedded)' if stack.redis.embedded else ''}")
+        persistence = bus_persistence(stack.redis.url)
+        typer.echo(f"redis      {stack.redis.url}{' (embedded)' if stack.redis.embedded else ''}  persistence: {persistence.mode}")
+        if loud := persistence_warning(persistence, "the bus of this stack"):
+            typer.secho(loud, fg="yellow", err=True)
         for name, service in stack.services.items():
             metrics = f"  metrics http://127.0.0.1:{service.metrics_port}/metrics" if service.metrics_port else ""
             http = f"  OpenAI API http://127.0.0.1:{service.http_port}/v1" if service.http_port else ""

@@ -37,6 +37,7 @@ def _print_summary(summary: dict) -> None:
         f"\nledger: {ledger['produced']} groups produced, {ledger['trained']} trained "
         f"({ledger['trained_twice']} twice), {ledger['dead_lettered']} dead-lettered, "
         f"{ledger['queued']} left queued, {ledger['lost']} lost"
+        + (f"; {ledger['discarded']} without signal not sent" if ledger.get("discarded") else "")
     )
     for label in ("before", "after"):
         result = summary.get(label)

@@ -17,9 +17,10 @@ from typing import Union
 
 import grpc
 
+from outrider.proto.chat import Message
 from outrider.proto.v1 import common_pb2, policy_pb2, policy_pb2_grpc
 
-ChatMessages = Sequence[Mapping[str, str]]
+ChatMessages = Sequence[Union[Message, Mapping[str, str]]]
 # A prompt: token ids (used verbatim), text (tokenized with special tokens), chat messages
 # (rendered with the chat template, assistant header appended) or a ready Prompt message.
 PromptLike = Union[Sequence[int], str, ChatMessages, policy_pb2.Prompt, common_pb2.Conversation]
@@ -28,10 +29,13 @@ PromptLike = Union[Sequence[int], str, ChatMessages, policy_pb2.Prompt, common_p
 def conversation(messages: ChatMessages | common_pb2.Conversation, add_generation_prompt: bool = True) -> common_pb2.Conversation:
     if isinstance(messages, common_pb2.Conversation):
         return messages
-    return common_pb2.Conversation(
-        messages=[common_pb2.ChatMessage(role=m["role"], content=m.get("content", ""), name=m.get("name", "")) for m in messages],
-        add_generation_prompt=add_generation_prompt,
-    )
+    return common_pb2.Conversation(messages=[_chat_message(m) for m in messages], add_generation_prompt=add_generation_prompt)
+
+
+def _chat_message(message: Message | Mapping[str, str]) -> common_pb2.ChatMessage:
+    if isinstance(message, Message):
+        return message.to_proto()
+    return Message(message["role"], message.get("content", ""), message.get("name", "")).to_proto()
 
 
 def to_prompt(prompt: PromptLike) -> policy_pb2.Prompt:
@@ -42,7 +46,7 @@ def to_prompt(prompt: PromptLike) -> policy_pb2.Prompt:
     if isinstance(prompt, common_pb2.Conversation):
         return policy_pb2.Prompt(conversation=prompt)
     items = list(prompt)
-    if items and all(isinstance(item, Mapping) for item in items):
+    if items and all(isinstance(item, (Message, Mapping)) for item in items):
         return policy_pb2.Prompt(conversation=conversation(items))
     return policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=[int(t) for t in items]))
 

@@ -37,11 +37,21 @@ class KLConfig(ConfigModel):
     `none`: no KL (the reference model is then not needed)."""
     controller: Algorithm = Algorithm(name="fixed", params={"kl_coef": 0.001})
     """How the KL coefficient evolves: `fixed`, or `adaptive` (Ziegler et al.) toward a target KL."""
+    disagreement_gain: float = Field(0.0, ge=0.0, le=100.0)
+    """Heuristic against reward hacking (docs/reward.md): with a PRM ensemble, a step's KL
+    coefficient is the controller's times 1 + gain·max(0, d/d₀ − 1), d the step's mean
+    `prm_disagreement` and d₀ the first one measured (checkpointed). 0: off."""
 
     @field_validator("estimator", "controller")
     @classmethod
     def _registered(cls, value: Algorithm, info: ValidationInfo) -> Algorithm:
         return _checked("kl_estimator" if info.field_name == "estimator" else "kl_controller", value)
+
+    @model_validator(mode="after")
+    def _gain_needs_kl(self) -> KLConfig:
+        if self.disagreement_gain > 0 and self.placement == "none":
+            raise ValueError("disagreement_gain scales the KL coefficient: set placement to `reward` or `loss`")
+        return self
 
 
 class DistillationConfig(ConfigModel):
@@ -89,6 +99,19 @@ _KINDS = {
 }
 
 
+class ConstraintsConfig(ConfigModel):
+    """Lagrange multipliers of the reward service's constraint components (docs/reward.md):
+    R = r_main − Σ_c λ_c·max(0, g_c); each step λ_c ← clip(λ_c + lr·mean g_c, 0, max_multiplier),
+    g_c the violation measured on the step's trajectories. λ is checkpointed learner state."""
+
+    lr: float = Field(0.05, gt=0.0, le=100.0)
+    """η: step size of the dual ascent on λ."""
+    initial: float = Field(0.0, ge=0.0, le=1e4)
+    """λ of a constraint the learner has not seen before."""
+    max_multiplier: float = Field(100.0, gt=0.0, le=1e6)
+    """λ is kept at most this (a bound on the penalty while a constraint cannot yet be met)."""
+
+
 class AlgorithmConfig(ConfigModel):
     advantage: Algorithm = Algorithm(name="grpo")
     """Advantage estimator (`grpo`, `dr_grpo`, `rloo`, `gae`, `reinforce_pp`, `opo`, ...)."""
@@ -125,6 +148,9 @@ class AlgorithmConfig(ConfigModel):
     """Critic: clip the value update to ±value_clip around the old value (null: no clipping)."""
     distillation: DistillationConfig = DistillationConfig()
     """On-policy distillation to a teacher model, alone or added to the RL objective."""
+    constraints: ConstraintsConfig = ConstraintsConfig()
+    """Dual ascent of the Lagrange multipliers of constrained reward components (used when
+    trajectories carry constraint components, i.e. the reward service has constraints)."""
 
     @field_validator("advantage", "policy_loss", "aggregation", "transforms", "reward_shaping")
     @classmethod

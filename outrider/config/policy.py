@@ -85,8 +85,10 @@ class PolicyServiceConfig(ConfigModel):
     backend: Literal["auto", "vllm", "hf"] = "auto"
     """Inference engine; `auto` is vLLM when it can be imported, else HF transformers."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights and activations dtype; `auto` takes the checkpoint's dtype (float16 is
-    served as bfloat16 on CPU, which has no fast float16 kernels)."""
+    """Weights and activations dtype; `auto` takes the checkpoint's dtype, except on a CPU:
+    there a float16/bfloat16 checkpoint is served in bfloat16 when the CPU has native
+    bfloat16 (AVX-512 BF16 or AMX), else in float32 (emulated bfloat16 on an AVX2-only CPU
+    is many times slower). An explicit float16 is served as bfloat16 on CPU."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` is cuda when a GPU is visible, else cpu."""
     seed: int = Field(0, ge=0, le=2**63 - 1)

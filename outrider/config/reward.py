@@ -12,13 +12,29 @@ from outrider.config.common import ServerConfig
 from outrider.config.env import SandboxConfig
 
 DEFAULT_ENV_KEY = "*"
+PRM_DISAGREEMENT = "prm_disagreement"
+"""Reward component name of a PRM ensemble's disagreement (mean over steps of the members'
+std), recorded by the rollout and read by the learner."""
+
+
+class ConstraintConfig(ConfigModel):
+    """Hold a component to a bound instead of weighting it into the reward (docs/reward.md):
+    the learner's reward is R = r_main − λ·max(0, g) with violation g = r − ε (`at_most`)
+    or ε − r (`at_least`), and λ follows the measured violation (learner `algorithm.constraints`)."""
+
+    threshold: float = Field(..., ge=-1e6, le=1e6)
+    """ε: the bound on the verifier's value."""
+    direction: Literal["at_most", "at_least"] = "at_most"
+    """`at_most`: value ≤ ε (a cost such as harm or length); `at_least`: value ≥ ε."""
 
 
 class _VerifierBase(ConfigModel):
     weight: float = Field(1.0, ge=-100.0, le=100.0)
-    """Factor of this verifier's value in the weighted sum that is the reward."""
+    """Factor of this verifier's value in the weighted sum that is the reward (unused by a constraint)."""
     timeout_s: float = Field(30.0, gt=0, le=3600)
     """A verifier still running after this long yields status TIMEOUT for the item (no reward)."""
+    constraint: ConstraintConfig | None = None
+    """Set: this verifier is a Lagrangian constraint, left out of the weighted sum; null: a weighted term."""
 
 
 class MathVerifierConfig(_VerifierBase):
@@ -156,7 +172,26 @@ class LMJudgePRMConfig(_PRMBase):
         return value
 
 
-PRMConfig = Annotated[ScalarHeadPRMConfig | LMJudgePRMConfig, Field(discriminator="type")]
+SinglePRMConfig = Annotated[ScalarHeadPRMConfig | LMJudgePRMConfig, Field(discriminator="type")]
+
+
+class EnsemblePRMConfig(ConfigModel):
+    """Several PRMs served together (docs/reward.md, "Ensembles"): every member scores every
+    step, s_t combines them by `combine`, and their disagreement (std over members, mean over
+    steps) comes back with each item. A member that fails or scores non-finite values makes
+    the item's status ERROR, naming the member: never dropped from the combination."""
+
+    type: Literal["ensemble"] = "ensemble"
+    """PRM kind."""
+    members: list[SinglePRMConfig] = Field(..., min_length=2, max_length=16)
+    """The member PRMs (each loaded like a single `prm`; memory: the sum of the members')."""
+    combine: Literal["mean", "min", "lower_bound"] = "mean"
+    """s_t = mean over members; the minimum; or mean − k·std (a conservative lower bound)."""
+    k: float = Field(1.0, ge=0.0, le=100.0)
+    """Standard deviations subtracted by `lower_bound`."""
+
+
+PRMConfig = Annotated[ScalarHeadPRMConfig | LMJudgePRMConfig | EnsemblePRMConfig, Field(discriminator="type")]
 
 
 class RewardLimits(ConfigModel):
@@ -185,9 +220,9 @@ class RewardServiceConfig(ConfigModel):
     """gRPC server settings."""
     verifiers: dict[str, list[VerifierConfig]] = Field(default_factory=_default_verifiers)
     """Verifiers per environment name; `*` serves environments without their own entry.
-    The reward is the weighted sum of the verifiers' values."""
+    The reward is the weighted sum of the values of the verifiers that are not constraints."""
     prm: PRMConfig | None = None
-    """Process reward model for ScoreSteps; null: ScoreSteps answers FAILED_PRECONDITION."""
+    """Process reward model (or an ensemble of them) for ScoreSteps; null: ScoreSteps answers FAILED_PRECONDITION."""
     segmentation: SegmentationConfig = SegmentationConfig()
     """Default cut of trajectories into steps (a request may override it)."""
     shaping: Literal["difference", "min", "last", "raw"] = "difference"
@@ -204,4 +239,6 @@ class RewardServiceConfig(ConfigModel):
             names = [spec.type for spec in specs]
             if len(set(names)) != len(names):
                 raise ValueError(f"environment {env!r} lists a verifier twice: {names}")
+            if all(spec.constraint is not None for spec in specs):
+                raise ValueError(f"environment {env!r}: every verifier is a constraint, none makes the reward")
         return value

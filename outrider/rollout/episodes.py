@@ -69,6 +69,8 @@ class Episode:
     """trajectory_pb2.InfraFailure of `error`: which part of the infrastructure failed."""
     outcome_reward: float = 0.0
     step_rewards: list[trajectory_pb2.StepReward] = field(default_factory=list)
+    reward_components: list[common_pb2.RewardComponent] = field(default_factory=list)
+    """The reward's named parts from the reward service (rewards.py)."""
     open: bool = False
     """Its last turn's completion was cut at the segment budget and is not finished yet."""
     waiting: bool = False
@@ -234,8 +236,8 @@ class GroupPlayer:
             ids = episode.token_ids[turn.start : turn.start + turn.completion_length]
             with self._timed("env"):
                 reply = self.env.step(episode.session_id, recorded[position].content, ids)
-            if reply.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK):
-                return f"turn {index}: env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}"
+            if problem := _step_reply_problem(reply):
+                return f"turn {index}: {problem}"
             answer = list(reply.observation.messages)
             if reply.done or reply.reward != turn.env_reward or recorded[position + 1 : position + 1 + len(answer)] != answer:
                 return f"turn {index} is answered differently"
@@ -379,8 +381,8 @@ class GroupPlayer:
             # The turn was sampled: it stays on record (its tokens are in token_ids).
             episode.fail(INFRA_FAILURE_ENV_UNAVAILABLE, f"Step: {exc.code().name}: {exc.details()}")
             return None
-        if reply.status.code not in (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK):
-            episode.fail(INFRA_FAILURE_ENV_ERROR, f"env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}")
+        if problem := _step_reply_problem(reply):
+            episode.fail(INFRA_FAILURE_ENV_ERROR, problem)
             return None
         turn.env_reward = reply.reward
         episode.process_scores.append(reply.info.process_score if reply.info.HasField("process_score") else None)
@@ -403,6 +405,18 @@ class GroupPlayer:
 
 
 
+def _step_reply_problem(reply) -> str | None:
+    """Why a Step reply cannot be trained on (None: status OK with a reward). An unset
+    status or a missing reward is a failure, never a reward of 0."""
+    if reply.status.code == ItemStatus.CODE_UNSPECIFIED:
+        return "env Step: the reply has no status"
+    if reply.status.code != ItemStatus.OK:
+        return f"env {ItemStatus.Code.Name(reply.status.code)}: {reply.status.message}"
+    if not reply.HasField("reward"):
+        return "env Step: status OK without a reward"
+    return None
+
+
 def _status(episode: Episode) -> ItemStatus:
     if not episode.error:
         return ItemStatus(code=ItemStatus.OK)
@@ -422,6 +436,7 @@ def trajectory_of(episode: Episode, trajectory_id: str = "") -> trajectory_pb2.T
         turns=episode.turns,
         outcome_reward=episode.outcome_reward,
         step_rewards=episode.step_rewards,
+        reward_components=episode.reward_components,
         truncated=episode.truncated,
         solved=episode.solved,
         status=_status(episode),

@@ -11,6 +11,11 @@ Repetition early stop: an episode stopped for repeating itself (Trajectory.repet
 gets `rollout.repetition.reward` as its outcome reward when that is set (and is then not
 sent to the verifiers); its step rewards are computed as for any episode.
 
+Components: an episode scored by the reward service carries every verifier's value
+(Trajectory.reward_components: name, value, weight, constraint) and, with a PRM
+ensemble, `prm_disagreement` (weight 0: logged only); the learner logs each per step
+and applies the constraints (docs/reward.md).
+
 A step reward sits on the last completion token of its turn. A failed
 verifier or PRM call fails the episode (with the reason, as an infrastructure
 failure the learner leaves out of the group); nothing becomes 0.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import grpc
 
+from outrider.config.reward import PRM_DISAGREEMENT
 from outrider.config.rollout import RewardSourceConfig
 from outrider.envs.shaping import step_rewards
 from outrider.proto.v1 import common_pb2, reward_pb2, trajectory_pb2
@@ -27,7 +33,9 @@ from outrider.proto.v1.common_pb2 import ItemStatus
 from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_REWARD_ERROR
 from outrider.rollout.episodes import Episode
 
-_OK = (ItemStatus.CODE_UNSPECIFIED, ItemStatus.OK)
+# The reward service states every item's status; an unset one (CODE_UNSPECIFIED) is a
+# broken reply, failed like any other error — never scored as reward 0.
+_OK = (ItemStatus.OK,)
 
 
 def _turn_end(turn: trajectory_pb2.Turn) -> int:
@@ -98,6 +106,10 @@ def _outcome_from_service(task, episodes: list[Episode], cfg: RewardSourceConfig
             episode.fail(INFRA_FAILURE_REWARD_ERROR, f"reward {ItemStatus.Code.Name(result.status.code)}: {result.status.message}")
             continue
         episode.outcome_reward = result.reward - cfg.turn_penalty * (len(episode.turns) - 1)
+        episode.reward_components.extend(
+            common_pb2.RewardComponent(name=c.name, value=c.value, weight=c.weight, constraint=c.constraint if c.HasField("constraint") else None)
+            for c in result.components
+        )
 
 
 def _prm_steps(task, episodes: list[Episode], cfg: RewardSourceConfig, client) -> None:
@@ -125,3 +137,5 @@ def _prm_steps(task, episodes: list[Episode], cfg: RewardSourceConfig, client) -
             trajectory_pb2.StepReward(token_index=_turn_end(turn), score=score, reward=cfg.step_weight * reward)
             for turn, score, reward in zip(episode.turns, result.scores, result.rewards)
         ]
+        if result.HasField("disagreement"):
+            episode.reward_components.append(common_pb2.RewardComponent(name=PRM_DISAGREEMENT, value=result.disagreement, weight=0.0))

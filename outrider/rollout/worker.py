@@ -6,7 +6,10 @@
 
 A task gets a Task message (protobuf bytes, base64 in Celery's JSON) and the
 group id chosen by the dispatcher. It plays G episodes, scores them, sends the
-TrajectoryGroup to the bus and reports the rewards to the curriculum.
+TrajectoryGroup to the bus and reports the rewards to the curriculum. Under dynamic
+sampling (`learner.algorithm.dynamic_sampling`) a group whose rewards are all equal is
+not sent but counted (`TrajectorySender.discard`): no step could use it, and the
+dispatcher plays another in its place.
 
 Reliability (kombu's defaults take ~100 s): acks_late + reject_on_worker_lost +
 prefetch 1, a visibility timeout longer than any rollout, and fast restore of
@@ -146,6 +149,7 @@ class Rollouts:
         )
         summary = {
             "group_id": group_id,
+            "no_signal": False,
             "episodes": len(episodes),
             "resumed": stored is not None,
             "parked": parked,
@@ -189,6 +193,12 @@ class Rollouts:
             log.warning("group %s: %s", group_id, error)
         if len(valid) < self.run.rollout.min_group_size:
             log.error("group %s: only %d episodes succeeded; not sent", group_id, len(valid))
+        elif self.run.learner.algorithm.dynamic_sampling and not has_signal(summary["rewards"]):
+            # The learner would drop it (DAPO dynamic sampling): it need not cross Redis.
+            summary["no_signal"] = True
+            # The curriculum still learns from it (an all-solved task is too easy).
+            if self.sender.discard(group_id) and self.curriculum is not None:
+                self.curriculum.report(task.env, task.id, summary["rewards"], group.policy_version)
         else:
             summary["sent"] = self.sender.send(group)
             # A group sent before (a retried or replayed task) was reported then.
@@ -200,6 +210,16 @@ class Rollouts:
         summary["finished_unix"] = round(time.time(), 3)
         summary["rpcs"] = dict(self.rpcs)
         return summary
+
+
+def has_signal(rewards: list[float]) -> bool:
+    """A group whose rewards are not all equal: the learner's dynamic-sampling filter."""
+    import torch
+
+    from outrider.learner.algos import dynamic_sampling_mask
+
+    values = torch.tensor(rewards, dtype=torch.float64)
+    return bool(dynamic_sampling_mask(values, torch.zeros(len(rewards), dtype=torch.long)).any())
 
 
 _local = threading.local()

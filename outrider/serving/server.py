@@ -47,6 +47,22 @@ class _StatusInterceptor(grpc.aio.ServerInterceptor):
         return _wrap_handler(handler, service, method)
 
 
+MAX_STATUS_MESSAGE_BYTES = 2000
+"""Longest status message sent, in UTF-8 bytes. Messages quote the offending value, and a
+client may send 20,000 characters of it; gRPC percent-encodes the message into a trailer
+(up to 3 characters a byte) and clients refuse trailers past 8-16 KiB, so an uncut message
+would reach the client as RESOURCE_EXHAUSTED instead of the status meant."""
+
+
+def status_message(message: str) -> str:
+    """`message`, cut to MAX_STATUS_MESSAGE_BYTES (at a character boundary) with what was cut said."""
+    raw = message.encode("utf-8", errors="replace")
+    if len(raw) <= MAX_STATUS_MESSAGE_BYTES:
+        return message
+    kept = raw[:MAX_STATUS_MESSAGE_BYTES].decode("utf-8", errors="ignore")
+    return f"{kept}… ({len(raw) - len(kept.encode())} more bytes)"
+
+
 def _record(service: str, method: str, code: grpc.StatusCode, start: float) -> None:
     RPC_TOTAL.labels(service, method, code.name).inc()
     RPC_SECONDS.labels(service, method).observe(time.perf_counter() - start)
@@ -64,10 +80,10 @@ async def _fail(context, service: str, method: str, start: float, exc: Exception
     if isinstance(exc, ServiceError):
         _record(service, method, exc.code, start)
         log.info("%s/%s -> %s: %s", service, method, exc.code.name, exc.message[:300])
-        await context.abort(exc.code, exc.message)
+        await context.abort(exc.code, status_message(exc.message))
     _record(service, method, grpc.StatusCode.INTERNAL, start)
     log.error("%s/%s failed", service, method, exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}")
+    await context.abort(grpc.StatusCode.INTERNAL, status_message(f"internal error in {method}: {type(exc).__name__}: {exc}"))
 
 
 def _decoder(deserialize: Callable[[bytes], object] | None, method: str) -> Callable[[bytes], object]:

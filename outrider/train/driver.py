@@ -35,6 +35,8 @@ class RolloutStats:
     dispatched: int = 0
     finished: int = 0
     sent: int = 0
+    no_signal: int = 0
+    """Groups played and not sent: all rewards equal under dynamic sampling."""
     failed_tasks: int = 0
     episode_errors: int = 0
     seconds: float = 0.0
@@ -146,6 +148,7 @@ class Dispatcher:
                 if result.successful():
                     summary = result.result
                     self.stats.sent += bool(summary.get("sent"))
+                    self.stats.no_signal += bool(summary.get("no_signal"))
                     self.stats.parked += bool(summary.get("parked"))
                     self.stats.episode_errors += len(summary.get("errors", []))
                     self.stats.seconds += summary.get("seconds", 0.0)
@@ -184,7 +187,8 @@ def dispatch_mode(run: RunConfig) -> str:
 
 def ledger(run: RunConfig, trained: list[str]) -> dict:
     """Groups produced vs trained: every produced group is trained once, or
-    accounted for (dead-lettered with a reason, skipped, or still queued)."""
+    accounted for (dead-lettered with a reason, skipped, or still queued). Groups a
+    worker played and did not send (no learning signal) are counted apart: `discarded`."""
     client = redis.Redis.from_url(run.redis.url)
     bus = RedisReceiver(client, run.bus, name="ledger")
     produced = bus.produced_ids()
@@ -199,6 +203,7 @@ def ledger(run: RunConfig, trained: list[str]) -> dict:
         "dead_lettered": len(dead),
         "committed_untrained": len(committed - trained_set),
         "queued": len(queued),
+        "discarded": len(bus.discarded_ids()),
         "lost": len(produced - trained_set - dead - committed - queued),
         "trained_unknown": len(trained_set - produced),
     }

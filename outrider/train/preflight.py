@@ -74,8 +74,11 @@ def preflight(run: RunConfig, source: str = "<config>") -> None:
     if (run.rollout.reward.outcome == "reward-service" or run.rollout.reward.steps == "prm") and "reward" not in run.stack.services:
         problems.append(("stack.services", "the configured rewards need the reward service"))
     if run.reward.prm is not None and "reward" in run.stack.services:
-        if problem := _prm_problem(run.reward.prm.model):
-            problems.append(("reward.prm.model", problem))
+        prm = run.reward.prm
+        members = [("reward.prm", prm)] if prm.type != "ensemble" else [(f"reward.prm.members[{i}]", m) for i, m in enumerate(prm.members)]
+        for field, member in members:
+            if problem := _prm_problem(member.model):
+                problems.append((f"{field}.model", problem))
     if run.learner.sync.mode == "none":
         problems.append(("learner.sync.mode", "`none` would train without ever updating the policy that samples"))
     if problems:

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from outrider.process import die_with_parent
+from outrider.process import dying_with_this_process
 from outrider.rollout.worker import QUEUE
 from outrider.train.torchrun import torchrun_command
 
@@ -37,11 +37,10 @@ class Supervised:
     def start(self) -> None:
         with open(self.log_path, "a") as out:
             self.process = subprocess.Popen(
-                self.command,
+                dying_with_this_process(self.command),  # no orphans if `outrider train` is killed
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
-                preexec_fn=die_with_parent,  # no orphans if `outrider train` is killed
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
             )
         log.info("started %s (pid %d)", self.name, self.process.pid)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from outrider.config import RunConfig
+from outrider.learner.status import describe, read_status
 
 HEADER = (
     f"{'step':>6} {'reward':>7} {'solved':>7} {'KL':>8} {'entropy':>8} {'tok/s':>7} "
@@ -20,7 +21,8 @@ def _kl(metrics: dict) -> float:
 
 class Progress:
     def __init__(self, run: RunConfig, run_dir: Path, dispatcher):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "metrics.jsonl"
         self.max_steps = run.learner.max_steps
         self.dispatcher = dispatcher
         self.offset = self.path.stat().st_size if self.path.exists() else 0
@@ -52,7 +54,8 @@ class Progress:
         elapsed = time.strftime("%M:%S", time.gmtime(now - self.started))
         if not steps:
             waiting = f"{'…':>6} {'':>7} {'':>7} {'':>8} {'':>8} {'':>7} {len(self.dispatcher.pending):>6} {'':>5}"
-            print(f"{waiting} {stats.finished:>9} {stats.episode_errors + stats.failed_tasks:>7} {elapsed:>8}", flush=True)
+            learner = describe(read_status(self.run_dir), time.time())
+            print(f"{waiting} {stats.finished:>9} {stats.episode_errors + stats.failed_tasks:>7} {elapsed:>8}  {learner}", flush=True)
         for m in steps:
             step = f"{m['step']}/{self.max_steps}" if self.max_steps else str(m["step"])
             print(

@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -108,10 +109,28 @@ class TrainRun:
             run = run.model_copy(update={"stack": stack, "redis": run.redis.model_copy(update={"url": self.stack.redis.url})})
             for name, address in self.stack.addresses().items():
                 print(f"  {name:<10} {address}", flush=True)
+        self._warn_without_persistence(run)
         path = self.run_dir / "run.yaml"
         path.write_text(dump_yaml(run))
         self.effective_path = path
         return run
+
+    def _warn_without_persistence(self, run: RunConfig) -> None:
+        """A run's own embedded Redis is persistent (`_with_local_defaults`); a Redis the
+        user named may not be, and then a restart of it loses queued groups."""
+        import redis
+
+        from outrider.transport.persistence import check, warning
+
+        if not run.redis.url:
+            return
+        client = redis.Redis.from_url(run.redis.url, socket_timeout=run.redis.socket_timeout_s)
+        try:
+            loud = warning(check(client), "this run's trajectory bus")
+        finally:
+            client.close()
+        if loud:
+            print(loud, file=sys.stderr, flush=True)
 
     def _clients(self, run: RunConfig):
         from outrider.clients.curriculum import CurriculumClient

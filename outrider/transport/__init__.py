@@ -15,6 +15,7 @@ from outrider.transport.base import (
 )
 from outrider.transport.embedded import RedisHandle, open_redis, start_embedded
 from outrider.transport.partials import PartialStore, RolloutPark
+from outrider.transport.persistence import Persistence
 from outrider.transport.redis_streams import RedisReceiver, RedisSender
 from outrider.transport.validate import group_problem
 
@@ -25,6 +26,7 @@ __all__ = [
     "CommitResult",
     "Delivery",
     "PartialStore",
+    "Persistence",
     "RedisHandle",
     "RedisReceiver",
     "RedisSender",

@@ -57,6 +57,9 @@ class BusStats:
     """Commits of an already committed group (0 in a healthy run)."""
     dead_lettered: int = 0
     """Entries moved to the dead-letter stream."""
+    discarded: int = 0
+    """Groups their producer played and did not send: no learning signal (all rewards
+    equal under dynamic sampling), so no step could use them (`TrajectorySender.discard`)."""
     reclaimed: int = 0
     """Entries taken over from a silent consumer."""
     queued: int = 0
@@ -75,6 +78,14 @@ class TrajectorySender(abc.ABC):
         Returns False when a group with the same id was produced before (an
         idempotent retry): it is not delivered twice.
         """
+
+    @abc.abstractmethod
+    def discard(self, group_id: str) -> bool:
+        """Record that the group `group_id` was played and will not be sent (it has no
+        learning signal), so that the run's counts account for it.
+
+        Returns False when the id was sent or discarded before (a retried task): the
+        caller reports it once only."""
 
     def close(self) -> None:
         """Release connections."""

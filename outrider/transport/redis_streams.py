@@ -66,6 +66,16 @@ redis.call('HINCRBY', KEYS[3], 'produced', 1)
 return redis.call('XADD', KEYS[1], '*', 'gid', ARGV[1], 'data', ARGV[2])
 """
 
+# A discarded id joins its own set, not `produced`: a retried task that does find a signal
+# may still send its group (it was never on the bus, so it cannot be trained twice).
+_DISCARD = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 or redis.call('SADD', KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HINCRBY', KEYS[3], 'discarded', 1)
+return 1
+"""
+
 _COMMIT = """
 local fresh = {}
 local acked = 0
@@ -110,9 +120,10 @@ class BusKeys:
         self.stats = f"{prefix}:stats"
         self.demand = f"{prefix}:demand"
         self.partial = f"{prefix}:partial"
+        self.discarded = f"{prefix}:discarded"
 
     def all(self) -> list[str]:
-        return [self.stream, self.dead_letter, self.produced, self.committed, self.stats, self.demand, self.partial]
+        return [self.stream, self.dead_letter, self.produced, self.committed, self.stats, self.demand, self.partial, self.discarded]
 
 
 def _retrying(call: Callable, cfg: BusConfig, what: str, deadline: float | None = None):
@@ -139,6 +150,7 @@ class _RedisBus:
         self._send_script = client.register_script(_SEND)
         self._commit_script = client.register_script(_COMMIT)
         self._dead_letter_script = client.register_script(_DEAD_LETTER)
+        self._discard_script = client.register_script(_DISCARD)
 
     def stats(self) -> BusStats:
         def read():
@@ -173,6 +185,9 @@ class _RedisBus:
 
     def produced_ids(self) -> set[str]:
         return {m.decode() for m in self.client.smembers(self.keys.produced)}
+
+    def discarded_ids(self) -> set[str]:
+        return {m.decode() for m in self.client.smembers(self.keys.discarded)}
 
     def queued_ids(self) -> set[str]:
         """Group ids on the stream: sent and not yet committed (delivered or not)."""
@@ -217,6 +232,12 @@ class RedisSender(_RedisBus, TrajectorySender):
                 wait = min(wait, remaining)
             time.sleep(wait)
             wait = min(wait * 2, 0.5)
+
+    def discard(self, group_id: str) -> bool:
+        if not group_id:
+            raise ValueError("a discarded group needs its group_id (it is the idempotency key)")
+        keys = [self.keys.produced, self.keys.discarded, self.keys.stats]
+        return bool(_retrying(lambda: self._discard_script(keys=keys, args=[group_id]), self.cfg, "discard"))
 
 
 def default_consumer_name() -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import redis
+
 from outrider.config.curriculum import CurriculumServiceConfig
 from outrider.proto.v1 import curriculum_pb2, curriculum_pb2_grpc
 from outrider.serving import BuiltServer, build_server
@@ -9,6 +13,9 @@ from outrider.services.curriculum.core import CurriculumCore
 from outrider.services.curriculum.servicer import CurriculumServicer
 from outrider.services.curriculum.store import RedisCurriculumStore
 from outrider.transport import open_redis
+from outrider.transport.persistence import check, warning
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = curriculum_pb2.DESCRIPTOR.services_by_name["CurriculumService"].full_name
 
@@ -16,6 +23,12 @@ SERVICE_NAME = curriculum_pb2.DESCRIPTOR.services_by_name["CurriculumService"].f
 async def create_server(cfg: CurriculumServiceConfig) -> BuiltServer:
     """A bound, not yet started server; task pools start loading in the background."""
     redis_handle = open_redis(cfg.redis)
+    client = redis.Redis.from_url(redis_handle.url, socket_timeout=cfg.redis.socket_timeout_s)
+    try:
+        if loud := warning(check(client), "the curriculum's state"):
+            log.warning(loud)
+    finally:
+        client.close()
     store = RedisCurriculumStore(redis_handle.url, cfg.key_prefix, cfg.redis.socket_timeout_s)
     core = CurriculumCore(cfg, store)
     servicer = CurriculumServicer(core)

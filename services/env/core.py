@@ -3,8 +3,10 @@
 Environment failures never become rewards: when a Python environment raises
 in `step`, the response has status ERROR with the message, done=true and no
 reward; when it raises in `reset`, CreateSession fails with INTERNAL naming
-the environment and task. Both are counted (outrider_env_errors_total) and
-kept in the session record.
+the environment and task. Every step reply, Python or remote, is held to the
+Step contract (contract.py): one that says OK without a reward, or says
+nothing, becomes such an ERROR too. All are counted (outrider_env_errors_total)
+and kept in the session record.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from outrider.envs.registry import EnvExists, EnvNotFound, EnvRegistry, Register
 from outrider.envs.spec import SpecError
 from outrider.proto.v1 import common_pb2, env_pb2
 from outrider.serving import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted
+from outrider.services.env.contract import checked_step
 from outrider.services.env.metrics import ENV_ERRORS, STEPS, TOOL_CALLS
 from outrider.services.env.remote import RemoteEnvs
 from outrider.services.env.sessions import Session, SessionLimitReached, SessionManager, SessionNotFound
@@ -96,6 +99,9 @@ class EnvCore:
         session = Session(session_id, entry.spec.name, entry.spec)
         if entry.remote:
             remote = await self.remotes.create_session(entry.spec, request.task_id, request.seed)
+            if not remote.session_id:
+                ENV_ERRORS.labels(entry.spec.name, "remote").inc()
+                raise Internal(f"remote environment {entry.spec.name!r} at {entry.spec.remote.address} broke the CreateSession contract: session_id: empty")
             session.remote_id = remote.session_id
             observation = remote.observation
         else:
@@ -144,6 +150,7 @@ class EnvCore:
                 raise FailedPrecondition(f"session {session.id!r} is over (ended at turn {session.turns}); close it and create a new one")
             if session.episode is not None:
                 response = self._python_response(session, await session.episode.step(request.action.text))
+                response = checked_step(session.spec, response, session.turns, session.total_reward, f"environment {session.env!r}")
             else:
                 response = await self._remote_step(session, request.action)
             session.record(response)
@@ -173,6 +180,8 @@ class EnvCore:
         except Exception:
             ENV_ERRORS.labels(session.env, "remote").inc()
             raise
+        where = f"remote environment {session.env!r} at {session.spec.remote.address}"
+        response = checked_step(session.spec, response, session.turns, session.total_reward, where)
         # The registered spec's turn limit applies to remote environments too.
         if not response.done and response.turn >= session.spec.max_turns:
             response.done = response.truncated = True

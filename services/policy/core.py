@@ -67,6 +67,11 @@ class PolicyCore:
         return self.gate.version
 
     @property
+    def unavailable_reason(self) -> str | None:
+        """Why calls are refused (dead backend, half-loaded weights); None while serving."""
+        return self._broken
+
+    @property
     def in_flight(self) -> int:
         """Admitted Generate/ScoreTokens calls (running or waiting for a weights swap)."""
         return self._in_flight

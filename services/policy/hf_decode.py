@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from outrider.learner.algos.sampling_support import keep_mask, truncated_logprobs, truncates
-from outrider.services.policy.backend import CompletionDelta, CompletionResult, FinishReason, SamplingSpec
+from outrider.services.policy.backend import CompletionDelta, CompletionResult, FinishReason, SamplingSpec, TopLogprobs
 from outrider.services.policy.sampling import find_stop, sample_tokens
 
 
@@ -31,6 +31,7 @@ class Row:
         self.token_ids: list[int] = []
         self.logprobs: list[float] = []
         self.support_logprobs: list[float] = []
+        self.top_logprobs: list[TopLogprobs] = []
         self.text = ""
         self.emitted = 0
         self.searched = 0
@@ -61,12 +62,15 @@ class Row:
         self._prefix_offset = self._read_offset = len(self.token_ids)
 
     def append(
-        self, token: int, logprob: float, tokenizer, stop_ids: frozenset[int], support_logprob: float | None = None
+        self, token: int, logprob: float, tokenizer, stop_ids: frozenset[int], support_logprob: float | None = None,
+        top: TopLogprobs | None = None,
     ) -> CompletionDelta:
         self.token_ids.append(token)
         self.logprobs.append(logprob)
         if support_logprob is not None:
             self.support_logprobs.append(support_logprob)
+        if top is not None:
+            self.top_logprobs.append(top)
         self._decode_step(tokenizer)
         if self.spec.stop:
             found = find_stop(self.text, self.searched, self.spec.stop)
@@ -84,7 +88,7 @@ class Row:
         visible = len(self.text) if self.finish_reason else max(self.emitted, len(self.text) - self._hold)
         delta = CompletionDelta(
             self.prompt_index, self.completion_index, [token], [logprob], self.text[self.emitted : visible],
-            self.finish_reason, self.stop_string,
+            self.finish_reason, self.stop_string, [top] if top is not None else [],
         )
         self.emitted = visible
         return delta
@@ -96,7 +100,8 @@ class Row:
     def result(self) -> CompletionResult:
         assert self.finish_reason is not None
         return CompletionResult(
-            list(self.token_ids), list(self.logprobs), self.finish_reason, self.stop_string, self.text, list(self.support_logprobs)
+            list(self.token_ids), list(self.logprobs), self.finish_reason, self.stop_string, self.text,
+            list(self.support_logprobs), list(self.top_logprobs),
         )
 
 
@@ -145,7 +150,9 @@ def decode_rows(
     truncating = bool(truncates(temperature, top_k, top_p).any())
     while True:
         tokens = sample_tokens(logits, temperature, top_k, top_p, [rows[r].generator for r in active])
-        picked = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        picked = logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
+        tops = _top_logprobs(logprobs, [rows[r].spec.top_logprobs for r in active])
         # Over the support each token was drawn from, renormalised (untempered logits):
         # what the learner recomputes from the turn's recorded top-k/top-p.
         in_support: list[float | None] = [None] * len(active)
@@ -156,7 +163,9 @@ def decode_rows(
         keep = []
         for b, (r, token) in enumerate(zip(active, tokens.tolist())):
             row = rows[r]
-            delta = row.abort_delta() if is_cancelled(row) else row.append(token, picked[b], tokenizer, stop_ids[r], in_support[b])
+            delta = row.abort_delta() if is_cancelled(row) else row.append(
+                token, picked[b], tokenizer, stop_ids[r], in_support[b], tops[b]
+            )
             on_delta(row, delta)
             if row.finish_reason is None:
                 keep.append(b)
@@ -175,3 +184,15 @@ def decode_rows(
         out = model(input_ids=tokens.unsqueeze(-1), attention_mask=mask, position_ids=last_position.unsqueeze(-1),
                     past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1].float()
+
+
+def _top_logprobs(logprobs: torch.Tensor, counts: list[int]) -> list[TopLogprobs | None]:
+    """The counts[b] most likely (token, log-prob) pairs of row b, most likely first (None where
+    counts[b] == 0). One top-k over the batch, at the largest count; nothing when all are 0.
+    Shape: logprobs (B, V) raw log-probabilities."""
+    width = max(counts, default=0)
+    if width == 0:
+        return [None] * len(counts)
+    values, indices = logprobs.topk(width, dim=-1)
+    values, indices = values.tolist(), indices.tolist()
+    return [list(zip(indices[b][:n], values[b][:n])) if n else None for b, n in enumerate(counts)]

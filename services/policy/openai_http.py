@@ -1,32 +1,46 @@
 """OpenAI-compatible HTTP API of the policy service (same process and event loop as gRPC).
 
-`/v1/models`, `/v1/completions` and `/v1/chat/completions` (with `stream: true`
-as server-sent events), so agents and tools written for the OpenAI API can
-query the current policy. Requests go through the same PolicyCore as gRPC:
-same validation, limits, admission control and weights version (reported as
-`system_fingerprint: "policy-v<N>"` and `policy_version`). Extensions in the
-manner of vLLM: `top_k`, `ignore_eos`, and `return_token_ids` (adds
-`prompt_token_ids`/`token_ids` to each choice).
+`/health`, `/v1/models`, `/v1/completions` and `/v1/chat/completions` (with
+`stream: true` as server-sent events), so agents and tools written for the
+OpenAI API can query the current policy. Requests go through the same
+PolicyCore as gRPC: same validation, limits, admission control and weights
+version (reported as `system_fingerprint: "policy-v<N>"` and `policy_version`).
+Extensions in the manner of vLLM: `top_k`, `ignore_eos`, and `return_token_ids`
+(adds `prompt_token_ids`/`token_ids` to each choice). Tools are rendered by the
+model's chat template and its calls parsed back (`tool_calls.py`); every error
+has OpenAI's body, `{"error": {"message", "type", "param", "code"}}`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
-from outrider.serving import InvalidArgument, ServiceError
+from outrider.proto.chat import ROLES, Message
+from outrider.serving import FailedPrecondition, InvalidArgument, ServiceError
 from outrider.services.policy import validation
-from outrider.services.policy.backend import CompletionResult
+from outrider.services.policy.backend import CompletionResult, SamplingSpec, TopLogprobs
 from outrider.services.policy.core import PolicyCore
-from outrider.services.policy.prompts import Message
+from outrider.services.policy.openai_schema import ChatRequest, CompletionRequest
+from outrider.services.policy.tool_calls import (
+    FORMATS,
+    ParsedCall,
+    StreamingToolFilter,
+    ToolFormat,
+    detect_format,
+    supports_tools,
+)
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -35,70 +49,16 @@ HTTP_STATUS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
 }
+# Service errors start with the field at fault ("messages[0].role: ..."): OpenAI's `param`.
+_PARAM = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str = ""
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    n: int | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    ignore_eos: bool = False
-    return_token_ids: bool = False
-    echo: bool = False
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-
-    def sampling(self, max_tokens: int | None) -> validation.SamplingInput:
-        if self.echo:
-            raise InvalidArgument("echo: not supported by this server")
-        if self.frequency_penalty or self.presence_penalty:
-            raise InvalidArgument("frequency_penalty/presence_penalty: not supported (they would change the policy's distribution)")
-        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        return validation.SamplingInput(
-            n=self.n, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, max_tokens=max_tokens,
-            stop=stop, seed=self.seed, ignore_eos=self.ignore_eos,
-        )
-
-
-class CompletionRequest(_Request):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = 16
-    logprobs: int | None = Field(None, ge=0, le=0)
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: str
-    content: str | list[dict] | None = None
-    name: str | None = None
-
-    def text(self, where: str) -> str:
-        if self.content is None or isinstance(self.content, str):
-            return self.content or ""
-        parts = []
-        for i, part in enumerate(self.content):
-            if part.get("type") != "text":
-                raise InvalidArgument(f"{where}.content[{i}]: only text parts are supported, got {part.get('type')!r}")
-            parts.append(str(part.get("text", "")))
-        return "".join(parts)
-
-
-class ChatRequest(_Request):
-    messages: list[ChatMessage]
-    max_completion_tokens: int | None = None
-    logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=0)
-
-
-def _error(status: int, message: str, code: str) -> JSONResponse:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+def _error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
+    kind = {404: "not_found_error", 429: "rate_limit_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
+    if param is None and (match := _PARAM.match(message)):
+        param = match.group(1)
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
 
 
 def _sse(payload: dict | str) -> str:
@@ -108,6 +68,10 @@ def _sse(payload: dict | str) -> str:
 def create_app(core: PolicyCore) -> FastAPI:
     app = FastAPI(title="Outrider policy (OpenAI-compatible)", docs_url=None, redoc_url=None)
     renderer = core.renderer
+    started = int(time.time())
+    # Token texts for logprobs, decoded once per token id (at most the vocabulary): top_logprobs
+    # asks for up to 20 per position.
+    piece = functools.lru_cache(maxsize=None)(lambda token: renderer.detokenize([token], skip_special_tokens=False))
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -115,39 +79,71 @@ def create_app(core: PolicyCore) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
-        return _error(400, problems, "INVALID_ARGUMENT")
+        errors = exc.errors()
+        fields = [".".join(str(p) for p in e["loc"][1:]) or "body" for e in errors]
+        problems = "; ".join(f"{field}: {e['msg']}" for field, e in zip(fields, errors))
+        return _error(400, problems, "INVALID_ARGUMENT", fields[0] if fields else None)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", str(exc.status_code))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}", "INTERNAL")
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """200 while serving; 503 with an OpenAI error body once the backend is dead or the
+        weights are half loaded (the gRPC health service says NOT_SERVING for the first)."""
+        if core.unavailable_reason is not None:
+            return _error(503, core.unavailable_reason, "UNAVAILABLE")
+        return JSONResponse({"status": "ok", "model": core.model_name, "backend": core.backend.name,
+                             "policy_version": core.version, "in_flight": core.in_flight})
+
+    def model_card() -> dict:
+        info = core.backend.info
+        return {"id": core.model_name, "object": "model", "created": started, "owned_by": "outrider",
+                "root": core.model_name, "max_model_len": core.max_context, "policy_version": core.version,
+                "backend": core.backend.name, "dtype": info.dtype,
+                "tool_call_format": _tool_format_name(renderer)}
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{
-            "id": core.model_name, "object": "model", "created": 0, "owned_by": "outrider",
-            "max_model_len": core.max_context, "policy_version": core.version,
-        }]}
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict:
+        validation.check_model(model_id, core.model_name)
+        return model_card()
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest):
         validation.check_model(body.model, core.model_name)
+        body.check()
         prompts = _completion_prompts(renderer, body.prompt)
         for i, ids in enumerate(prompts):
             renderer.check_ids(ids, f"prompt[{i}]")
-        spec = validation.sampling_spec(body.sampling(body.max_tokens), core.limits, renderer.vocab_size, "")
+        spec = _spec(body.sampling(body.max_tokens), core, body.logprobs or 0)
         want_logprobs = body.logprobs is not None
         meta = _meta("cmpl", core.model_name)
         if body.stream:
-            return await _stream(core, prompts, spec, lambda delta, version: {
-                **meta, "object": "text_completion", "system_fingerprint": f"policy-v{version}",
-                "choices": [{"index": delta.prompt_index * spec.n + delta.completion_index, "text": delta.text_delta,
-                             "finish_reason": delta.finish_reason,
-                             "logprobs": _text_logprobs(renderer, delta.token_ids, delta.logprobs) if want_logprobs else None,
-                             **({"token_ids": delta.token_ids} if body.return_token_ids else {})}],
-            })
+            def chunk(delta, version):
+                return {**meta, "object": "text_completion", "system_fingerprint": f"policy-v{version}", "choices": [{
+                    "index": delta.prompt_index * spec.n + delta.completion_index, "text": delta.text_delta,
+                    "finish_reason": delta.finish_reason,
+                    "logprobs": _text_logprobs(piece, delta.token_ids, delta.logprobs, delta.top_logprobs, spec)
+                    if want_logprobs else None,
+                    **({"token_ids": delta.token_ids} if body.return_token_ids else {})}]}
+            return await _stream(core, prompts, spec, lambda delta, version: [chunk(delta, version)],
+                                 {**meta, "object": "text_completion"} if body.include_usage else None)
         results, version = await core.generate(prompts, spec)
         choices = []
         for p, completions_ in enumerate(results):
             for j, c in enumerate(completions_):
                 choice = {"index": p * spec.n + j, "text": c.text, "finish_reason": c.finish_reason,
-                          "logprobs": _text_logprobs(renderer, c.token_ids, c.logprobs) if want_logprobs else None}
+                          "logprobs": _text_logprobs(piece, c.token_ids, c.logprobs, c.top_logprobs, spec)
+                          if want_logprobs else None}
                 if body.return_token_ids:
                     choice.update(prompt_token_ids=prompts[p], token_ids=c.token_ids)
                 choices.append(choice)
@@ -157,24 +153,55 @@ def create_app(core: PolicyCore) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest):
         validation.check_model(body.model, core.model_name)
-        conversation = [Message(m.role, m.text(f"messages[{i}]"), m.name or "") for i, m in enumerate(body.messages)]
-        ids, _ = renderer.render_chat(conversation, add_generation_prompt=True, where="")
+        body.check()
+        ids, tool_format = _render_chat(renderer, body)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-        spec = validation.sampling_spec(body.sampling(max_tokens), core.limits, renderer.vocab_size, "")
+        spec = _spec(body.sampling(max_tokens), core, body.top_logprobs or 0)
         meta = _meta("chatcmpl", core.model_name)
+
+        def logprobs(token_ids, lps, tops):
+            return _chat_logprobs(piece, token_ids, lps, tops, spec) if body.logprobs else None
+
         if body.stream:
-            return await _stream(core, [ids], spec, lambda delta, version: {
-                **meta, "object": "chat.completion.chunk", "system_fingerprint": f"policy-v{version}",
-                "choices": [{"index": delta.completion_index, "delta": {"role": "assistant", "content": delta.text_delta},
-                             "finish_reason": delta.finish_reason,
-                             "logprobs": _chat_logprobs(renderer, delta.token_ids, delta.logprobs) if body.logprobs else None,
-                             **({"token_ids": delta.token_ids} if body.return_token_ids else {})}],
-            })
+            filters = {}
+
+            def chunks(delta, version) -> list[dict]:
+                base = {**meta, "object": "chat.completion.chunk", "system_fingerprint": f"policy-v{version}"}
+                extra = {"token_ids": delta.token_ids} if body.return_token_ids else {}
+                lps = logprobs(delta.token_ids, delta.logprobs, delta.top_logprobs)
+                if tool_format is None:
+                    return [{**base, "choices": [{
+                        "index": delta.completion_index, "delta": {"role": "assistant", "content": delta.text_delta},
+                        "finish_reason": delta.finish_reason, "logprobs": lps, **extra}]}]
+                held = filters.setdefault(delta.completion_index, StreamingToolFilter(tool_format))
+                content = held.feed(delta.text_delta)
+                if delta.finish_reason is None:
+                    return [{**base, "choices": [{"index": delta.completion_index,
+                                                  "delta": {"role": "assistant", "content": content},
+                                                  "finish_reason": None, "logprobs": lps, **extra}]}]
+                rest, calls = held.finish()
+                message = {"role": "assistant", "content": content + rest}
+                if calls:
+                    message["tool_calls"] = [{"index": k, **_tool_call(call)} for k, call in enumerate(calls)]
+                return [{**base, "choices": [{"index": delta.completion_index, "delta": message,
+                                              "finish_reason": _finish(delta.finish_reason, calls),
+                                              "logprobs": lps, **extra}]}]
+
+            return await _stream(core, [ids], spec, chunks,
+                                 {**meta, "object": "chat.completion.chunk"} if body.include_usage else None)
         results, version = await core.generate([ids], spec)
         choices = []
         for j, c in enumerate(results[0]):
-            choice = {"index": j, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason,
-                      "logprobs": _chat_logprobs(renderer, c.token_ids, c.logprobs) if body.logprobs else None}
+            message: dict = {"role": "assistant", "content": c.text}
+            calls: tuple[ParsedCall, ...] = ()
+            if tool_format is not None:
+                reply = tool_format.parse(c.text)
+                calls = reply.calls
+                if calls:
+                    message = {"role": "assistant", "content": reply.content,
+                               "tool_calls": [_tool_call(call) for call in calls]}
+            choice = {"index": j, "message": message, "finish_reason": _finish(c.finish_reason, calls),
+                      "logprobs": logprobs(c.token_ids, c.logprobs, c.top_logprobs)}
             if body.return_token_ids:
                 choice.update(prompt_token_ids=ids, token_ids=c.token_ids)
             choices.append(choice)
@@ -182,6 +209,11 @@ def create_app(core: PolicyCore) -> FastAPI:
                 "policy_version": version, "choices": choices, "usage": _usage([ids], results)}
 
     return app
+
+
+def _spec(given: validation.SamplingInput, core: PolicyCore, top_logprobs: int) -> SamplingSpec:
+    spec = validation.sampling_spec(given, core.limits, core.renderer.vocab_size, "")
+    return dataclasses.replace(spec, top_logprobs=top_logprobs)
 
 
 def _completion_prompts(renderer, prompt: str | list) -> list[list[int]]:
@@ -197,7 +229,67 @@ def _completion_prompts(renderer, prompt: str | list) -> list[list[int]]:
     return [list(p) for p in prompt]
 
 
-async def _stream(core: PolicyCore, prompts: list[list[int]], spec, chunk) -> StreamingResponse:
+def _tool_format_name(renderer) -> str | None:
+    """The tool-call format the served model's chat template teaches (None: no tool support)."""
+    tokenizer = renderer.tokenizer
+    if not tokenizer.chat_template:
+        return None
+    template = tokenizer.get_chat_template(tools=[{}])
+    tool_format = detect_format(template) if supports_tools(template) else None
+    return tool_format.name if tool_format else None
+
+
+def _render_chat(renderer, body: ChatRequest) -> tuple[list[int], ToolFormat | None]:
+    """Prompt ids of a chat request, and the tool-call format to parse its reply with (None:
+    no tools). Plain conversations take the renderer's path, as gRPC's do; tools and tool
+    messages are handed to the chat template as HF templates expect them."""
+    tool_history = any(m.tool_calls or m.tool_call_id is not None for m in body.messages)
+    if not body.uses_tools and not tool_history:
+        conversation = [Message(m.role, m.text(f"messages[{i}]"), m.name or "") for i, m in enumerate(body.messages)]
+        return renderer.render_chat(conversation, add_generation_prompt=True, where="")[0], None
+    tokenizer = renderer.tokenizer
+    if not tokenizer.chat_template:
+        raise FailedPrecondition("the served model has no chat template; send token_ids or text prompts")
+    if not body.messages:
+        raise InvalidArgument("messages: empty conversation")
+    tools = [tool.model_dump(exclude_none=True) for tool in body.tools or ()] if body.uses_tools else None
+    template = tokenizer.get_chat_template(tools=tools)
+    tool_format = None
+    if tools:
+        if not supports_tools(template):
+            raise InvalidArgument("tools: the served model's chat template does not render tools")
+        tool_format = detect_format(template)
+        if tool_format is None:
+            raise InvalidArgument(
+                f"tools: the served model's chat template renders tools in a format this server cannot parse "
+                f"back into tool_calls (known formats: {', '.join(FORMATS)})"
+            )
+    entries = []
+    for i, message in enumerate(body.messages):
+        if message.role not in ROLES:
+            raise InvalidArgument(f"messages[{i}].role: {message.role!r} is not one of {', '.join(ROLES)}")
+        if message.tool_calls and "tool_calls" not in template:
+            raise InvalidArgument(f"messages[{i}].tool_calls: the served model's chat template does not render tool calls")
+        entries.append(message.template_entry(f"messages[{i}]"))
+    try:
+        text = tokenizer.apply_chat_template(entries, tools=tools, tokenize=False, add_generation_prompt=True)
+    except Exception as exc:  # the template itself raised (jinja `raise_exception`): the input is at fault
+        raise InvalidArgument(f"messages: the chat template rejected the conversation: {exc}") from None
+    return renderer.tokenize(text, add_special_tokens=False), tool_format
+
+
+def _tool_call(call: ParsedCall) -> dict:
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _finish(reason: str | None, calls: tuple[ParsedCall, ...]) -> str | None:
+    """"tool_calls" when the model stopped after writing calls; a cut-off ("length") stays visible."""
+    return "tool_calls" if calls and reason == "stop" else reason
+
+
+async def _stream(core: PolicyCore, prompts: list[list[int]], spec, chunks: Callable[..., list[dict]],
+                  usage_chunk: dict | None) -> StreamingResponse:
     deltas = core.generate_stream(prompts, spec)
     try:
         first = await deltas.__anext__()  # errors (overload, bad prompt) still get a proper status
@@ -206,10 +298,22 @@ async def _stream(core: PolicyCore, prompts: list[list[int]], spec, chunk) -> St
         raise
 
     async def body() -> AsyncIterator[str]:
+        completion_tokens = 0
         try:
-            yield _sse(chunk(*first))
-            async for delta, version in deltas:
-                yield _sse(chunk(delta, version))
+            delta, version = first
+            while True:
+                completion_tokens += len(delta.token_ids)
+                for payload in chunks(delta, version):
+                    yield _sse(payload)
+                try:
+                    delta, version = await deltas.__anext__()
+                except StopAsyncIteration:
+                    break
+            if usage_chunk is not None:
+                prompt_tokens = sum(len(p) for p in prompts)
+                yield _sse({**usage_chunk, "system_fingerprint": f"policy-v{version}", "choices": [], "usage": {
+                    "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens}})
             yield _sse("[DONE]")
         finally:
             await deltas.aclose()
@@ -228,22 +332,34 @@ def _usage(prompts: list[list[int]], results: list[list[CompletionResult]]) -> d
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def _pieces(renderer, token_ids: list[int]) -> list[str]:
-    return [renderer.detokenize([t], skip_special_tokens=False) for t in token_ids]
-
-
-def _text_logprobs(renderer, token_ids: list[int], logprobs: list[float]) -> dict:
-    pieces = _pieces(renderer, token_ids)
+def _text_logprobs(piece: Callable[[int], str], token_ids: list[int], logprobs: list[float], tops: list[TopLogprobs],
+                   spec: SamplingSpec) -> dict:
+    pieces = [piece(t) for t in token_ids]
     offsets, offset = [], 0
-    for piece in pieces:
+    for text in pieces:
         offsets.append(offset)
-        offset += len(piece)
-    return {"tokens": pieces, "token_logprobs": logprobs, "top_logprobs": None, "text_offset": offsets}
+        offset += len(text)
+    top = [_by_text(piece, entry) for entry in tops] if spec.top_logprobs else None
+    return {"tokens": pieces, "token_logprobs": logprobs, "top_logprobs": top, "text_offset": offsets}
 
 
-def _chat_logprobs(renderer, token_ids: list[int], logprobs: list[float]) -> dict:
+def _by_text(piece: Callable[[int], str], entry: TopLogprobs) -> dict[str, float]:
+    """OpenAI's completions format keys alternatives by their text: of tokens that decode
+    alike, the most likely one stays."""
+    out: dict[str, float] = {}
+    for token, logprob in entry:
+        out.setdefault(piece(token), logprob)
+    return out
+
+
+def _chat_logprobs(piece: Callable[[int], str], token_ids: list[int], logprobs: list[float], tops: list[TopLogprobs],
+                   spec: SamplingSpec) -> dict:
+    def item(token: int, logprob: float) -> dict:
+        text = piece(token)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    tops = tops if spec.top_logprobs else [[] for _ in token_ids]
     return {"content": [
-        {"token": piece, "logprob": lp, "bytes": list(piece.encode()), "top_logprobs": []}
-        for piece, lp in zip(_pieces(renderer, token_ids), logprobs)
+        {**item(t, lp), "top_logprobs": [item(a, alp) for a, alp in top]}
+        for t, lp, top in zip(token_ids, logprobs, tops)
     ]}
-

@@ -8,20 +8,10 @@ are the ids the completion is conditioned on, whichever backend serves.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+from outrider.proto.chat import ROLES, Message
 from outrider.serving import FailedPrecondition, InvalidArgument
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str
-    content: str
-    name: str = ""
-
-
-VALID_ROLES = ("system", "user", "assistant", "tool")
 
 
 class PromptRenderer:
@@ -51,12 +41,9 @@ class PromptRenderer:
             raise InvalidArgument(f"{where}messages: empty conversation")
         rendered = []
         for i, message in enumerate(messages):
-            if message.role not in VALID_ROLES:
-                raise InvalidArgument(f"{where}messages[{i}].role: {message.role!r} is not one of {', '.join(VALID_ROLES)}")
-            entry = {"role": message.role, "content": message.content}
-            if message.name:
-                entry["name"] = message.name
-            rendered.append(entry)
+            if message.role not in ROLES:
+                raise InvalidArgument(f"{where}messages[{i}].role: {message.role!r} is not one of {', '.join(ROLES)}")
+            rendered.append(message.template_entry())
         try:
             text = self.tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=add_generation_prompt)
         except Exception as exc:  # the template itself raised (jinja `raise_exception`): the input is at fault

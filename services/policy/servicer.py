@@ -11,7 +11,7 @@ from outrider.serving import InvalidArgument
 from outrider.services.policy import validation
 from outrider.services.policy.backend import CompletionResult, SamplingSpec, WeightsUpdate
 from outrider.services.policy.core import PolicyCore
-from outrider.services.policy.prompts import Message
+from outrider.proto.chat import Message
 from outrider.models.staging import check_staged_file
 from outrider.services.policy.weights import TensorAssembler, check_checkpoint_folder, checkpoint_shapes, file_shapes
 
@@ -34,7 +34,7 @@ def sampling_input(params: policy_pb2.SamplingParams) -> validation.SamplingInpu
 
 
 def messages(conversation: common_pb2.Conversation) -> list[Message]:
-    return [Message(m.role, m.content, m.name) for m in conversation.messages]
+    return [Message.from_proto(m) for m in conversation.messages]
 
 
 class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):

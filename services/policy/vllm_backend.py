@@ -45,6 +45,7 @@ from outrider.services.policy.backend import (
     LoadTimings,
     ModelInfo,
     SamplingSpec,
+    TopLogprobs,
     WeightsUpdate,
 )
 from outrider.models.staging import owned_name, remove_orphans, staging_root
@@ -160,7 +161,8 @@ class VLLMBackend(Backend):
             ignore_eos=spec.ignore_eos,
             # With top-k, the k most likely raw log-probs hold the whole support: enough to
             # renormalise over it (Completion.support_logprobs). Top-p alone is not reported.
-            logprobs=_support_width(spec),
+            # The same ranked entries answer top_logprobs.
+            logprobs=max(_support_width(spec), spec.top_logprobs),
             skip_special_tokens=True,
             output_kind=output_kind,
         )
@@ -201,7 +203,7 @@ class VLLMBackend(Backend):
                 async for output in self._run(prompt, params):
                     for c in output.outputs:
                         for j in range(copies):
-                            await queue.put(_delta(index, c, completion_index=c.index + j))
+                            await queue.put(_delta(index, c, c.index + j, sampling))
             except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
                 await queue.put(exc)
             finally:
@@ -344,6 +346,21 @@ def _logprobs(completion) -> list[float]:
     return [entry[token].logprob for token, entry in zip(completion.token_ids, completion.logprobs or [])]
 
 
+def _top_logprobs(completion, count: int) -> list[TopLogprobs]:
+    """The `count` best-ranked entries at each position, most likely first. vLLM returns the
+    sampled token with its own (1-based) rank besides the requested ranks 1..k, so rank <= count
+    keeps exactly the top `count`; none at all when count is 0."""
+    if not count:
+        return []
+    return [
+        [(t, lp.logprob) for lp, t in sorted(
+            ((lp, t) for t, lp in entry.items() if lp.rank is not None and lp.rank <= count),
+            key=lambda pair: (pair[0].rank, -pair[0].logprob),
+        )][:count]
+        for entry in completion.logprobs or []
+    ]
+
+
 def _support_width(spec: SamplingSpec) -> int:
     """Raw log-probs to return per position: top_k where the support is top-k (within which
     any nucleus lies), else only the sampled token's."""
@@ -373,7 +390,7 @@ def _result(completion, spec: SamplingSpec) -> CompletionResult:
     stop = completion.stop_reason if isinstance(completion.stop_reason, str) else ""
     return CompletionResult(
         list(completion.token_ids), _logprobs(completion), _FINISH.get(completion.finish_reason, "abort"), stop,
-        completion.text, _support_logprobs(completion, spec),
+        completion.text, _support_logprobs(completion, spec), _top_logprobs(completion, spec.top_logprobs),
     )
 
 
@@ -383,9 +400,10 @@ def _engine_n(spec: SamplingSpec) -> int:
     return 1 if spec.temperature == 0 else spec.n
 
 
-def _delta(prompt_index: int, completion, completion_index: int) -> CompletionDelta:
+def _delta(prompt_index: int, completion, completion_index: int, spec: SamplingSpec) -> CompletionDelta:
     finish = _FINISH.get(completion.finish_reason, "abort") if completion.finish_reason else None
     stop = completion.stop_reason if isinstance(completion.stop_reason, str) else ""
     return CompletionDelta(
-        prompt_index, completion_index, list(completion.token_ids), _logprobs(completion), completion.text, finish, stop
+        prompt_index, completion_index, list(completion.token_ids), _logprobs(completion), completion.text, finish, stop,
+        _top_logprobs(completion, spec.top_logprobs),
     )

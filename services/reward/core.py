@@ -5,7 +5,8 @@ start; a request that overrides the verifier set gets the environment's own
 config of a verifier when it has one, else the `*` entry's, else defaults.
 PRM forward passes run on a worker thread (the event loop keeps serving);
 when a batch fails, its items are retried one by one so one bad item cannot
-fail the others.
+fail the others. A PRM ensemble (prm/ensemble.py) gives every member's scores
+per item; they are checked (a failed member is the item's ERROR) and combined here.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import numpy as np
 
 from outrider.config.reward import DEFAULT_ENV_KEY, VERIFIER_CONFIGS, RewardServiceConfig
 from outrider.envs.shaping import step_rewards
-from outrider.services.reward.prm.segmentation import Message, StepSpan, segment
-from outrider.services.reward.scoring import ERROR, INVALID_INPUT, OK, ItemScore, score_item
-from outrider.services.reward.verifiers import Verifier, VerifierInput, build_verifier
+from outrider.proto.chat import Message
+from outrider.services.reward.prm.ensemble import PRMEnsemble
+from outrider.services.reward.prm.segmentation import StepSpan, segment
+from outrider.services.reward.scoring import ERROR, INVALID_INPUT, OK, ItemScore, Scorer, score_item
+from outrider.services.reward.verifiers import VerifierInput, build_verifier
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ class StepsOutcome:
     shaping: str
     code: str
     message: str = ""
+    disagreement: float | None = None
+    """PRM ensemble: mean over steps of the members' std (None with a single PRM)."""
 
 
 class Oversized(ValueError):
@@ -53,15 +58,15 @@ class RewardCore:
     def __init__(self, cfg: RewardServiceConfig, prm=None):
         self.cfg = cfg
         self.prm = prm
-        self._verifiers: dict[tuple[str, str], tuple[Verifier, float, float]] = {}
+        self._verifiers: dict[tuple[str, str], Scorer] = {}
         for env, specs in cfg.verifiers.items():
             for spec in specs:
-                self._verifiers[(env, spec.type)] = (build_verifier(spec), spec.weight, spec.timeout_s)
+                self._verifiers[(env, spec.type)] = Scorer(build_verifier(spec), spec.weight, spec.timeout_s, spec.constraint)
 
     def _entry(self, env: str) -> str:
         return env if env in self.cfg.verifiers else DEFAULT_ENV_KEY
 
-    def verifiers_for(self, env: str, names: Sequence[str] = ()) -> list[tuple[Verifier, float, float]]:
+    def verifiers_for(self, env: str, names: Sequence[str] = ()) -> list[Scorer]:
         """The verifiers an item of `env` gets (all configured ones, or the named ones)."""
         entry = self._entry(env)
         if not names:
@@ -76,7 +81,7 @@ class RewardCore:
                     break
             else:
                 spec = VERIFIER_CONFIGS[name]()
-                self._verifiers[("<default>", name)] = (build_verifier(spec), spec.weight, spec.timeout_s)
+                self._verifiers[("<default>", name)] = Scorer(build_verifier(spec), spec.weight, spec.timeout_s, spec.constraint)
                 chosen.append(self._verifiers[("<default>", name)])
         return chosen
 
@@ -116,16 +121,23 @@ class RewardCore:
             if not job.steps:
                 outcomes.append(StepsOutcome(job.steps, None, None, job.shaping, INVALID_INPUT, "no assistant step to score"))
                 continue
-            result = by_index[i]
-            if isinstance(result, str):
-                outcomes.append(StepsOutcome(job.steps, None, None, job.shaping, ERROR, result))
-            elif len(result) != len(job.steps) or not np.all(np.isfinite(result)):
-                outcomes.append(StepsOutcome(job.steps, None, None, job.shaping, ERROR, f"PRM returned invalid scores {result.tolist()[:8]}"))
-            else:
-                outcomes.append(StepsOutcome(job.steps, result, np.asarray(step_rewards(result, job.shaping)), job.shaping, OK))
+            outcomes.append(self._steps_outcome(job, by_index[i]))
         return outcomes
 
-    def _score_isolated(self, encoded: list) -> list[np.ndarray | str]:
+    def _steps_outcome(self, job: StepsJob, result) -> StepsOutcome:
+        if isinstance(result, str):
+            return StepsOutcome(job.steps, None, None, job.shaping, ERROR, result)
+        disagreement = None
+        if isinstance(self.prm, PRMEnsemble):
+            problem = self.prm.check(result, len(job.steps))
+            if problem is not None:
+                return StepsOutcome(job.steps, None, None, job.shaping, ERROR, problem)
+            result, disagreement = self.prm.combine(result)
+        elif len(result) != len(job.steps) or not np.all(np.isfinite(result)):
+            return StepsOutcome(job.steps, None, None, job.shaping, ERROR, f"PRM returned invalid scores {result.tolist()[:8]}")
+        return StepsOutcome(job.steps, result, np.asarray(step_rewards(result, job.shaping)), job.shaping, OK, disagreement=disagreement)
+
+    def _score_isolated(self, encoded: list) -> list:
         """Scores per item; an item whose scoring raises gets the error message instead."""
         if not encoded:
             return []
@@ -133,7 +145,7 @@ class RewardCore:
             return list(self.prm.score(encoded))
         except Exception as exc:  # noqa: BLE001 - retried item by item below
             log.warning("PRM batch of %d failed (%s: %s); scoring items one by one", len(encoded), type(exc).__name__, exc)
-        results: list[np.ndarray | str] = []
+        results: list = []
         for enc in encoded:
             try:
                 results.append(self.prm.score([enc])[0])
@@ -142,5 +154,5 @@ class RewardCore:
         return results
 
     async def close(self) -> None:
-        for verifier, _, _ in self._verifiers.values():
-            await verifier.close()
+        for scorer in self._verifiers.values():
+            await scorer.verifier.close()

@@ -23,7 +23,8 @@ async def create_server(cfg: RewardServiceConfig) -> BuiltServer:
         try:
             prm = await asyncio.to_thread(load_prm, cfg.prm)
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
-            raise OSError(f"prm ({cfg.prm.type}, {cfg.prm.model}) could not be loaded: {exc}") from exc
+            what = cfg.prm.model if cfg.prm.type != "ensemble" else f"{len(cfg.prm.members)} members"
+            raise OSError(f"prm ({cfg.prm.type}, {what}) could not be loaded: {exc}") from exc
     try:
         core = RewardCore(cfg, prm)
     except Exception as exc:  # noqa: BLE001 - e.g. no sandbox for the code verifier: a start failure

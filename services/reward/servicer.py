@@ -6,7 +6,7 @@ from outrider.proto.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 from outrider.serving import FailedPrecondition, InvalidArgument
 from outrider.services.reward.core import Oversized, RewardCore, StepsJob
 from outrider.services.reward.metrics import ITEM_ERRORS, ITEMS, PRM_STEPS
-from outrider.services.reward.prm.segmentation import Message
+from outrider.proto.chat import Message
 from outrider.services.reward.verifiers import VERIFIER_MODULES, VerifierInput
 
 SHAPING_TO_PROTO = {
@@ -23,6 +23,12 @@ CODES = {name: common_pb2.ItemStatus.Code.Value(name) for name in ("OK", "ERROR"
 
 def _status(code: str, message: str = "", source: str = "") -> common_pb2.ItemStatus:
     return common_pb2.ItemStatus(code=CODES[code], message=message, source=source)
+
+
+def _constraint(spec) -> common_pb2.RewardConstraint | None:
+    if spec is None:
+        return None
+    return common_pb2.RewardConstraint(threshold=spec.threshold, at_least=spec.direction == "at_least")
 
 
 def _count(method: str, code: str, source: str) -> None:
@@ -73,7 +79,8 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                 status=_status(score.code, score.message, score.source),
                 components=[
                     reward_pb2.ComponentScore(
-                        name=c.name, weight=c.weight, value=c.value, status=_status(c.code, "" if c.code == "OK" else c.detail, f"verifier:{c.name}"), detail=c.detail
+                        name=c.name, weight=c.weight, value=c.value, status=_status(c.code, "" if c.code == "OK" else c.detail, f"verifier:{c.name}"), detail=c.detail,
+                        constraint=_constraint(c.constraint),
                     )
                     for c in score.components
                 ],
@@ -104,7 +111,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             if item.shaping != reward_pb2.SHAPING_UNSPECIFIED and item.shaping not in SHAPING_FROM_PROTO:
                 raise InvalidArgument(f"items[{index}].shaping: unknown value {item.shaping}")
             shaping = SHAPING_FROM_PROTO.get(item.shaping, self.core.cfg.shaping)
-            messages = [Message(m.role, m.content) for m in item.conversation]
+            messages = [Message.from_proto(m) for m in item.conversation]
             jobs.append(StepsJob(messages, self.core.segment(messages, mode, delimiter), shaping))
         try:
             outcomes = await self.core.score_steps(jobs)
@@ -121,6 +128,8 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                 shaping=SHAPING_TO_PROTO[outcome.shaping],
                 status=_status(outcome.code, outcome.message, source),
             )
+            if outcome.disagreement is not None:
+                result.disagreement = outcome.disagreement
             if outcome.scores is not None:
                 result.scores.extend(outcome.scores.tolist())
                 result.rewards.extend(outcome.rewards.tolist())

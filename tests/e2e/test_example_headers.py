@@ -60,6 +60,7 @@ def test_the_examples_with_commands_are_the_ones_expected():
     with_commands = {str(p.relative_to(REPO / "examples")) for p in EXAMPLES if header_commands(p)}
     assert with_commands == {
         "curriculum-service.yaml", "env-service.yaml", "reward-service.yaml", "grpo-clipcov-python-tool.yaml",
+        "grpo-python-tool-cpu.yaml",
         "grpo-math-retries.yaml", "grpo-math.yaml", "ppo-guess-number-prm.yaml", "envs/counter-remote.yaml",
         "envs/math-easy.yaml", "offline/dpo.yaml", "offline/sft.yaml",
     }

@@ -85,6 +85,9 @@ def test_agent_learns_the_toy_task(tmp_path):
     assert last - first > margin, (first, last, margin)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["ledger"]["trained_twice"] == 0 and summary["ledger"]["lost"] == 0
+    # The learner's last phase record (the progress lines between steps print it).
+    status = json.loads((run_dir / "learner-status.json").read_text())
+    assert (status["phase"], status["step"]) == ("done", 15)
 
     report = subprocess.run(
         [sys.executable, "-m", "outrider.cli.main", "report", str(run_dir)], capture_output=True, text=True, timeout=120

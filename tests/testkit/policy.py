@@ -132,3 +132,40 @@ def perturbed_checkpoint(source: Path, target: Path, scale: float = 0.05, seed: 
 def max_abs_diff(a: list[list[float]], b: list[list[float]]) -> float:
     assert [len(x) for x in a] == [len(y) for y in b], "sequences differ in length"
     return max((abs(x - y) for row_a, row_b in zip(a, b) for x, y in zip(row_a, row_b)), default=0.0)
+
+
+def memorizing_checkpoint(source: Path, target: Path, prompt: list[int], reply: list[int], *, lr: float = 1e-2,
+                          margin: float = 3.0, max_steps: int = 600, seed: int = 0) -> int:
+    """Copy an HF folder and train its weights (float32, Adam) until greedy decoding after
+    `prompt` writes exactly `reply`: every teacher-forced position's argmax is the reply token
+    by at least `margin` nats, so backends with different kernels agree on it. A real model
+    that deterministically writes a known reply (e.g. a tool call), for end-to-end tests of
+    what the server does with it. Returns the steps it took."""
+    import shutil
+
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".outrider-*"))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32).train()
+    ids = torch.tensor([prompt + reply])
+    targets = torch.tensor(reply)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(1, max_steps + 1):
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+        chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        others = logits.scatter(-1, targets.unsqueeze(-1), float("-inf")).max(-1).values
+        if bool(((chosen - others) > margin).all()):
+            break
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    else:
+        raise RuntimeError(f"the reply was not memorized in {max_steps} steps")
+    state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
+    return step

@@ -148,3 +148,23 @@ class TensorChunk(_message.Message):
     total_bytes: int
     data: bytes
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RewardConstraint(_message.Message):
+    __slots__ = ("threshold", "at_least")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    at_least: bool
+    def __init__(self, threshold: _Optional[float] = ..., at_least: _Optional[bool] = ...) -> None: ...
+
+class RewardComponent(_message.Message):
+    __slots__ = ("name", "value", "weight", "constraint")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: float
+    weight: float
+    constraint: RewardConstraint
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., weight: _Optional[float] = ..., constraint: _Optional[_Union[RewardConstraint, _Mapping]] = ...) -> None: ...

@@ -25,43 +25,43 @@ _sym_db = _symbol_database.Default()
 from outrider.proto.v1 import common_pb2 as outrider_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18outrider/v1/reward.proto\x12\x0boutrider.v1\x1a\x18outrider/v1/common.proto\"\xb3\x01\n\tScoreItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03\x65nv\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x10\n\x08response\x18\x05 \x01(\t\x12\x11\n\treference\x18\x06 \x01(\t\x12\x17\n\x0fresponse_tokens\x18\x07 \x01(\r\x12.\n\x0c\x63onversation\x18\x08 \x03(\x0b\x32\x18.outrider.v1.ChatMessage\"H\n\x0cScoreRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.outrider.v1.ScoreItem\x12\x11\n\tverifiers\x18\x02 \x03(\t\"\x85\x01\n\x0e\x43omponentScore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\'\n\x06status\x18\x04 \x01(\x0b\x32\x17.outrider.v1.ItemStatus\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\tB\x08\n\x06_value\"\x93\x01\n\x0bScoreResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x06reward\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\'\n\x06status\x18\x03 \x01(\x0b\x32\x17.outrider.v1.ItemStatus\x12/\n\ncomponents\x18\x04 \x03(\x0b\x32\x1b.outrider.v1.ComponentScoreB\t\n\x07_reward\":\n\rScoreResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.outrider.v1.ScoreResult\"\x8c\x01\n\x0cSegmentation\x12,\n\x04mode\x18\x01 \x01(\x0e\x32\x1e.outrider.v1.Segmentation.Mode\x12\x11\n\tdelimiter\x18\x02 \x01(\t\";\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x42Y_TURN\x10\x01\x12\x10\n\x0c\x42Y_DELIMITER\x10\x02\"\xbd\x01\n\tStepsItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03\x65nv\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12.\n\x0c\x63onversation\x18\x04 \x03(\x0b\x32\x18.outrider.v1.ChatMessage\x12/\n\x0csegmentation\x18\x05 \x01(\x0b\x32\x19.outrider.v1.Segmentation\x12%\n\x07shaping\x18\x06 \x01(\x0e\x32\x14.outrider.v1.Shaping\":\n\x11ScoreStepsRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.outrider.v1.StepsItem\"G\n\x08StepSpan\x12\x15\n\rmessage_index\x18\x01 \x01(\r\x12\x12\n\nchar_start\x18\x02 \x01(\r\x12\x10\n\x08\x63har_end\x18\x03 \x01(\r\"\xaf\x01\n\nStepScores\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x05steps\x18\x02 \x03(\x0b\x32\x15.outrider.v1.StepSpan\x12\x0e\n\x06scores\x18\x03 \x03(\x01\x12\x0f\n\x07rewards\x18\x04 \x03(\x01\x12%\n\x07shaping\x18\x05 \x01(\x0e\x32\x14.outrider.v1.Shaping\x12\'\n\x06status\x18\x06 \x01(\x0b\x32\x17.outrider.v1.ItemStatus\">\n\x12ScoreStepsResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.outrider.v1.StepScores\"\x13\n\x11RewardInfoRequest\"\xa1\x01\n\nRewardInfo\x12.\n\tverifiers\x18\x01 \x03(\x0b\x32\x1b.outrider.v1.ComponentScore\x12\x0b\n\x03prm\x18\x02 \x01(\t\x12/\n\x0csegmentation\x18\x03 \x01(\x0b\x32\x19.outrider.v1.Segmentation\x12%\n\x07shaping\x18\x04 \x01(\x0e\x32\x14.outrider.v1.Shaping*n\n\x07Shaping\x12\x17\n\x13SHAPING_UNSPECIFIED\x10\x00\x12\x16\n\x12SHAPING_DIFFERENCE\x10\x01\x12\x0f\n\x0bSHAPING_MIN\x10\x02\x12\x10\n\x0cSHAPING_LAST\x10\x03\x12\x0f\n\x0bSHAPING_RAW\x10\x04\x32\xe2\x01\n\rRewardService\x12>\n\x05Score\x12\x19.outrider.v1.ScoreRequest\x1a\x1a.outrider.v1.ScoreResponse\x12M\n\nScoreSteps\x12\x1e.outrider.v1.ScoreStepsRequest\x1a\x1f.outrider.v1.ScoreStepsResponse\x12\x42\n\x07GetInfo\x12\x1e.outrider.v1.RewardInfoRequest\x1a\x17.outrider.v1.RewardInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18outrider/v1/reward.proto\x12\x0boutrider.v1\x1a\x18outrider/v1/common.proto\"\xb3\x01\n\tScoreItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03\x65nv\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x10\n\x08response\x18\x05 \x01(\t\x12\x11\n\treference\x18\x06 \x01(\t\x12\x17\n\x0fresponse_tokens\x18\x07 \x01(\r\x12.\n\x0c\x63onversation\x18\x08 \x03(\x0b\x32\x18.outrider.v1.ChatMessage\"H\n\x0cScoreRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.outrider.v1.ScoreItem\x12\x11\n\tverifiers\x18\x02 \x03(\t\"\xb8\x01\n\x0e\x43omponentScore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\'\n\x06status\x18\x04 \x01(\x0b\x32\x17.outrider.v1.ItemStatus\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x31\n\nconstraint\x18\x06 \x01(\x0b\x32\x1d.outrider.v1.RewardConstraintB\x08\n\x06_value\"\x93\x01\n\x0bScoreResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x06reward\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\'\n\x06status\x18\x03 \x01(\x0b\x32\x17.outrider.v1.ItemStatus\x12/\n\ncomponents\x18\x04 \x03(\x0b\x32\x1b.outrider.v1.ComponentScoreB\t\n\x07_reward\":\n\rScoreResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.outrider.v1.ScoreResult\"\x8c\x01\n\x0cSegmentation\x12,\n\x04mode\x18\x01 \x01(\x0e\x32\x1e.outrider.v1.Segmentation.Mode\x12\x11\n\tdelimiter\x18\x02 \x01(\t\";\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x42Y_TURN\x10\x01\x12\x10\n\x0c\x42Y_DELIMITER\x10\x02\"\xbd\x01\n\tStepsItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03\x65nv\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12.\n\x0c\x63onversation\x18\x04 \x03(\x0b\x32\x18.outrider.v1.ChatMessage\x12/\n\x0csegmentation\x18\x05 \x01(\x0b\x32\x19.outrider.v1.Segmentation\x12%\n\x07shaping\x18\x06 \x01(\x0e\x32\x14.outrider.v1.Shaping\":\n\x11ScoreStepsRequest\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.outrider.v1.StepsItem\"G\n\x08StepSpan\x12\x15\n\rmessage_index\x18\x01 \x01(\r\x12\x12\n\nchar_start\x18\x02 \x01(\r\x12\x10\n\x08\x63har_end\x18\x03 \x01(\r\"\xdb\x01\n\nStepScores\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x05steps\x18\x02 \x03(\x0b\x32\x15.outrider.v1.StepSpan\x12\x0e\n\x06scores\x18\x03 \x03(\x01\x12\x0f\n\x07rewards\x18\x04 \x03(\x01\x12%\n\x07shaping\x18\x05 \x01(\x0e\x32\x14.outrider.v1.Shaping\x12\'\n\x06status\x18\x06 \x01(\x0b\x32\x17.outrider.v1.ItemStatus\x12\x19\n\x0c\x64isagreement\x18\x07 \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_disagreement\">\n\x12ScoreStepsResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.outrider.v1.StepScores\"\x13\n\x11RewardInfoRequest\"\xa1\x01\n\nRewardInfo\x12.\n\tverifiers\x18\x01 \x03(\x0b\x32\x1b.outrider.v1.ComponentScore\x12\x0b\n\x03prm\x18\x02 \x01(\t\x12/\n\x0csegmentation\x18\x03 \x01(\x0b\x32\x19.outrider.v1.Segmentation\x12%\n\x07shaping\x18\x04 \x01(\x0e\x32\x14.outrider.v1.Shaping*n\n\x07Shaping\x12\x17\n\x13SHAPING_UNSPECIFIED\x10\x00\x12\x16\n\x12SHAPING_DIFFERENCE\x10\x01\x12\x0f\n\x0bSHAPING_MIN\x10\x02\x12\x10\n\x0cSHAPING_LAST\x10\x03\x12\x0f\n\x0bSHAPING_RAW\x10\x04\x32\xe2\x01\n\rRewardService\x12>\n\x05Score\x12\x19.outrider.v1.ScoreRequest\x1a\x1a.outrider.v1.ScoreResponse\x12M\n\nScoreSteps\x12\x1e.outrider.v1.ScoreStepsRequest\x1a\x1f.outrider.v1.ScoreStepsResponse\x12\x42\n\x07GetInfo\x12\x1e.outrider.v1.RewardInfoRequest\x1a\x17.outrider.v1.RewardInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'outrider.v1.reward_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SHAPING']._serialized_start=1564
-  _globals['_SHAPING']._serialized_end=1674
+  _globals['_SHAPING']._serialized_start=1659
+  _globals['_SHAPING']._serialized_end=1769
   _globals['_SCOREITEM']._serialized_start=68
   _globals['_SCOREITEM']._serialized_end=247
   _globals['_SCOREREQUEST']._serialized_start=249
   _globals['_SCOREREQUEST']._serialized_end=321
   _globals['_COMPONENTSCORE']._serialized_start=324
-  _globals['_COMPONENTSCORE']._serialized_end=457
-  _globals['_SCORERESULT']._serialized_start=460
-  _globals['_SCORERESULT']._serialized_end=607
-  _globals['_SCORERESPONSE']._serialized_start=609
-  _globals['_SCORERESPONSE']._serialized_end=667
-  _globals['_SEGMENTATION']._serialized_start=670
-  _globals['_SEGMENTATION']._serialized_end=810
-  _globals['_SEGMENTATION_MODE']._serialized_start=751
-  _globals['_SEGMENTATION_MODE']._serialized_end=810
-  _globals['_STEPSITEM']._serialized_start=813
-  _globals['_STEPSITEM']._serialized_end=1002
-  _globals['_SCORESTEPSREQUEST']._serialized_start=1004
-  _globals['_SCORESTEPSREQUEST']._serialized_end=1062
-  _globals['_STEPSPAN']._serialized_start=1064
-  _globals['_STEPSPAN']._serialized_end=1135
-  _globals['_STEPSCORES']._serialized_start=1138
-  _globals['_STEPSCORES']._serialized_end=1313
-  _globals['_SCORESTEPSRESPONSE']._serialized_start=1315
-  _globals['_SCORESTEPSRESPONSE']._serialized_end=1377
-  _globals['_REWARDINFOREQUEST']._serialized_start=1379
-  _globals['_REWARDINFOREQUEST']._serialized_end=1398
-  _globals['_REWARDINFO']._serialized_start=1401
-  _globals['_REWARDINFO']._serialized_end=1562
-  _globals['_REWARDSERVICE']._serialized_start=1677
-  _globals['_REWARDSERVICE']._serialized_end=1903
+  _globals['_COMPONENTSCORE']._serialized_end=508
+  _globals['_SCORERESULT']._serialized_start=511
+  _globals['_SCORERESULT']._serialized_end=658
+  _globals['_SCORERESPONSE']._serialized_start=660
+  _globals['_SCORERESPONSE']._serialized_end=718
+  _globals['_SEGMENTATION']._serialized_start=721
+  _globals['_SEGMENTATION']._serialized_end=861
+  _globals['_SEGMENTATION_MODE']._serialized_start=802
+  _globals['_SEGMENTATION_MODE']._serialized_end=861
+  _globals['_STEPSITEM']._serialized_start=864
+  _globals['_STEPSITEM']._serialized_end=1053
+  _globals['_SCORESTEPSREQUEST']._serialized_start=1055
+  _globals['_SCORESTEPSREQUEST']._serialized_end=1113
+  _globals['_STEPSPAN']._serialized_start=1115
+  _globals['_STEPSPAN']._serialized_end=1186
+  _globals['_STEPSCORES']._serialized_start=1189
+  _globals['_STEPSCORES']._serialized_end=1408
+  _globals['_SCORESTEPSRESPONSE']._serialized_start=1410
+  _globals['_SCORESTEPSRESPONSE']._serialized_end=1472
+  _globals['_REWARDINFOREQUEST']._serialized_start=1474
+  _globals['_REWARDINFOREQUEST']._serialized_end=1493
+  _globals['_REWARDINFO']._serialized_start=1496
+  _globals['_REWARDINFO']._serialized_end=1657
+  _globals['_REWARDSERVICE']._serialized_start=1772
+  _globals['_REWARDSERVICE']._serialized_end=1998
 # @@protoc_insertion_point(module_scope)

@@ -50,18 +50,20 @@ class ScoreRequest(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ..., verifiers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ComponentScore(_message.Message):
-    __slots__ = ("name", "weight", "value", "status", "detail")
+    __slots__ = ("name", "weight", "value", "status", "detail", "constraint")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINT_FIELD_NUMBER: _ClassVar[int]
     name: str
     weight: float
     value: float
     status: _common_pb2.ItemStatus
     detail: str
-    def __init__(self, name: _Optional[str] = ..., weight: _Optional[float] = ..., value: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
+    constraint: _common_pb2.RewardConstraint
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[float] = ..., value: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., detail: _Optional[str] = ..., constraint: _Optional[_Union[_common_pb2.RewardConstraint, _Mapping]] = ...) -> None: ...
 
 class ScoreResult(_message.Message):
     __slots__ = ("id", "reward", "status", "components")
@@ -130,20 +132,22 @@ class StepSpan(_message.Message):
     def __init__(self, message_index: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ...) -> None: ...
 
 class StepScores(_message.Message):
-    __slots__ = ("id", "steps", "scores", "rewards", "shaping", "status")
+    __slots__ = ("id", "steps", "scores", "rewards", "shaping", "status", "disagreement")
     ID_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     REWARDS_FIELD_NUMBER: _ClassVar[int]
     SHAPING_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     steps: _containers.RepeatedCompositeFieldContainer[StepSpan]
     scores: _containers.RepeatedScalarFieldContainer[float]
     rewards: _containers.RepeatedScalarFieldContainer[float]
     shaping: Shaping
     status: _common_pb2.ItemStatus
-    def __init__(self, id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpan, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., rewards: _Optional[_Iterable[float]] = ..., shaping: _Optional[_Union[Shaping, str]] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ...) -> None: ...
+    disagreement: float
+    def __init__(self, id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepSpan, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., rewards: _Optional[_Iterable[float]] = ..., shaping: _Optional[_Union[Shaping, str]] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., disagreement: _Optional[float] = ...) -> None: ...
 
 class ScoreStepsResponse(_message.Message):
     __slots__ = ("results",)

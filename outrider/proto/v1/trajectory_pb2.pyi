@@ -80,7 +80,7 @@ class StepReward(_message.Message):
     def __init__(self, token_index: _Optional[int] = ..., score: _Optional[float] = ..., reward: _Optional[float] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "prompt_length", "token_ids", "logprobs", "loss_mask", "turns", "outcome_reward", "step_rewards", "truncated", "solved", "status", "infra_failure", "repetition")
+    __slots__ = ("trajectory_id", "prompt_length", "token_ids", "logprobs", "loss_mask", "turns", "outcome_reward", "step_rewards", "truncated", "solved", "status", "infra_failure", "repetition", "reward_components")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class Trajectory(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     INFRA_FAILURE_FIELD_NUMBER: _ClassVar[int]
     REPETITION_FIELD_NUMBER: _ClassVar[int]
+    REWARD_COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     prompt_length: int
     token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -107,7 +108,8 @@ class Trajectory(_message.Message):
     status: _common_pb2.ItemStatus
     infra_failure: InfraFailure
     repetition: RepetitionStop
-    def __init__(self, trajectory_id: _Optional[str] = ..., prompt_length: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[bool]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., outcome_reward: _Optional[float] = ..., step_rewards: _Optional[_Iterable[_Union[StepReward, _Mapping]]] = ..., truncated: _Optional[bool] = ..., solved: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., infra_failure: _Optional[_Union[InfraFailure, str]] = ..., repetition: _Optional[_Union[RepetitionStop, _Mapping]] = ...) -> None: ...
+    reward_components: _containers.RepeatedCompositeFieldContainer[_common_pb2.RewardComponent]
+    def __init__(self, trajectory_id: _Optional[str] = ..., prompt_length: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., loss_mask: _Optional[_Iterable[bool]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., outcome_reward: _Optional[float] = ..., step_rewards: _Optional[_Iterable[_Union[StepReward, _Mapping]]] = ..., truncated: _Optional[bool] = ..., solved: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.ItemStatus, _Mapping]] = ..., infra_failure: _Optional[_Union[InfraFailure, str]] = ..., repetition: _Optional[_Union[RepetitionStop, _Mapping]] = ..., reward_components: _Optional[_Iterable[_Union[_common_pb2.RewardComponent, _Mapping]]] = ...) -> None: ...
 
 class TrajectoryGroup(_message.Message):
     __slots__ = ("group_id", "env", "task_id", "trajectories", "policy_version", "created_unix", "producer")

@@ -27,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from outrider.services.reward.prm.segmentation import Message, StepSpan
+from outrider.proto.chat import Message
+from outrider.services.reward.prm.segmentation import StepSpan
 
 STEP_DELIMITER = "\n\n"
 # Addition and subtraction: a 2-layer model learns to check them in ~1000 steps;

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from outrider.services.reward.prm.segmentation import Message, StepSpan
+from outrider.proto.chat import Message
+from outrider.services.reward.prm.segmentation import StepSpan
 
 DEFAULT_SEPARATOR = "\n"
 ASSISTANT_HEADER = "assistant: "

@@ -22,7 +22,8 @@ import torch
 
 from outrider.services.reward.prm.encoding import context_line
 from outrider.services.reward.prm.scalar_head import pad_batch, resolve_device
-from outrider.services.reward.prm.segmentation import Message, StepSpan
+from outrider.proto.chat import Message
+from outrider.services.reward.prm.segmentation import StepSpan
 
 
 @dataclass(frozen=True)

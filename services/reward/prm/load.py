@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from outrider.config.reward import LMJudgePRMConfig, ScalarHeadPRMConfig
+from outrider.config.reward import EnsemblePRMConfig, LMJudgePRMConfig, ScalarHeadPRMConfig
 
 
-def load_prm(cfg: ScalarHeadPRMConfig | LMJudgePRMConfig):
-    """A ScalarHeadPRM or LMJudgePRM; raises OSError naming the model when it cannot be loaded."""
+def load_prm(cfg: ScalarHeadPRMConfig | LMJudgePRMConfig | EnsemblePRMConfig):
+    """A ScalarHeadPRM, LMJudgePRM or PRMEnsemble; raises OSError naming the model when one
+    cannot be loaded."""
+    if isinstance(cfg, EnsemblePRMConfig):
+        from outrider.services.reward.prm.ensemble import PRMEnsemble
+
+        members = []
+        for index, member in enumerate(cfg.members):
+            try:
+                members.append(load_prm(member))
+            except OSError as exc:
+                raise OSError(f"members[{index}]: {exc}") from exc
+        return PRMEnsemble(members, cfg.combine, cfg.k)
     from outrider.models import ModelNotFound, resolve_model
 
     try:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from outrider.services.reward.prm.encoding import DEFAULT_SEPARATOR, EncodedSteps, encode_steps
-from outrider.services.reward.prm.segmentation import Message, StepSpan
+from outrider.proto.chat import Message
+from outrider.services.reward.prm.segmentation import StepSpan
 
 # Written next to a trained model: how its inputs were built.
 PRM_META_FILE = "outrider_prm.json"

@@ -12,15 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from outrider.proto.chat import Message
+
 SegmentationMode = Literal["turn", "delimiter"]
-
-
-@dataclass(frozen=True)
-class Message:
-    """One chat message (the PRM only needs role and text)."""
-
-    role: str
-    content: str
 
 
 @dataclass(frozen=True)

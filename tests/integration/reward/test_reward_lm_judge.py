@@ -11,7 +11,8 @@ from outrider.config import RewardServiceConfig, ServerConfig
 from outrider.config.reward import LMJudgePRMConfig
 from outrider.proto.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 from outrider.services.reward.prm.lm_judge import judge_texts
-from outrider.services.reward.prm.segmentation import Message, segment
+from outrider.proto.chat import Message
+from outrider.services.reward.prm.segmentation import segment
 from outrider.services.reward.prm.train import byte_tokenizer
 from outrider.services.reward.server import create_server
 

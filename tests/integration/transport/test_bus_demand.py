@@ -164,6 +164,8 @@ def test_the_ledger_accounts_for_every_produced_group_through_the_bus(bus, redis
     learner.commit(delivered[:2])  # g0, g1: trained and committed
     learner.reject(delivered[2], "bad group")  # g2: dead-lettered
     learner.commit_group_ids(["g3"])  # g3: committed, never trained; g4 stays queued
+    assert sender.discard("g5") and sender.discard("g6")  # played, no signal, not sent
+    assert not sender.discard("g5") and not sender.discard("g0")  # a retry; an id already sent
     run = RunConfig.model_validate({"redis": {"url": redis_url}, "bus": cfg.model_dump()})
     # Trained: g0, g1 twice, and "x", which no producer sent.
     assert ledger(run, ["g0", "g1", "g1", "x"]) == {
@@ -173,6 +175,7 @@ def test_the_ledger_accounts_for_every_produced_group_through_the_bus(bus, redis
         "dead_lettered": 1,  # g2
         "committed_untrained": 1,  # {g0, g1, g3} − {g0, g1, x} = {g3}
         "queued": 1,  # g4
+        "discarded": 2,  # g5, g6 (each once; g0 was produced, so not discarded)
         "lost": 0,  # {g0..g4} − trained − dead − committed − queued = ∅
         "trained_unknown": 1,  # x
     }

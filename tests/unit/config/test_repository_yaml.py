@@ -48,6 +48,10 @@ def _validator(path: Path):
         from outrider.envs.spec import load_spec_file
 
         return load_spec_file
+    if relative.startswith("examples/experiments/") and path.parent.name == "experiments":
+        from outrider.experiment.recipe import load_recipe
+
+        return load_recipe  # every scale × arm expanded and validated
     data = yaml.safe_load(path.read_text())
     if isinstance(data, dict) and "kind" in data:
         return load_config

@@ -8,7 +8,8 @@ import pytest
 
 from outrider.services.reward.prm import dataset as ds
 from outrider.services.reward.prm.encoding import encode_steps
-from outrider.services.reward.prm.segmentation import Message, StepSpan, segment, step_texts
+from outrider.proto.chat import Message
+from outrider.services.reward.prm.segmentation import StepSpan, segment, step_texts
 from outrider.services.reward.prm.train import auc, byte_tokenizer
 
 CONVERSATION = [

@@ -1,0 +1,106 @@
+"""`outrider experiment --scale tiny` end to end: real `outrider train` runs (services,
+Redis, Celery workers, DeepSpeed learner) of entropy-collapse and nsr-psr, their
+reports and JSON checked against what the runs wrote, and a second invocation that
+skips the finished runs.
+
+Cost (2 CPU cores): one arm of each recipe, 2 learner steps, evaluation 4 tasks × 4
+samples; the two experiments run at once (each run has its own stack on free ports),
+so the test takes about as long as one run: 178 s measured on 2 cores (it needs more when
+other work shares them). The recipe expansion test (tests/unit/experiment) covers every
+arm of both recipes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = ["learner.max_steps=2", "learner.groups_per_step=2", "rollout.group_size=4", "evaluation.tasks=4", "evaluation.samples=4"]
+
+
+def _experiment(recipe: str, arm: str, out: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "outrider.cli.main", "experiment", recipe, "--scale", "tiny", "--arms", arm,
+               "--out", str(out), *TINY]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finish(process: subprocess.Popen, timeout: float = 540) -> str:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f"`outrider experiment` did not finish in {timeout} s:\n{output[-4000:]}") from None
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _check(out: Path, arm: str, metric_keys: list[str]) -> dict:
+    data = json.loads((out / "experiment.json").read_text())
+    assert list(data["arms"]) == [arm]
+    run_dir = out / arm / "seed-0"
+    records = _records(run_dir)
+    assert [r["step"] for r in records] == [1, 2]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (measured,) = data["runs"]
+    # Every number is the run's own: the curves as metrics.jsonl has them, the final value
+    # its last step's, pass@k the run's evaluation after training (and before it).
+    for key in metric_keys:
+        assert measured["curves"][key] == [[r["step"], r[key]] for r in records], key
+        final = data["arms"][arm]["final"][key]
+        assert final["mean"] == records[-1][key] and final["n"] == 1 and final["half"] is None
+    after, before = summary["after"], summary["before"]
+    assert data["arms"][arm]["final"]["pass@1 after"]["mean"] == after["pass_at_k"]["1"]
+    assert data["arms"][arm]["final"]["pass@4 after"]["mean"] == after["pass_at_k"]["4"]
+    assert data["base_pass_at_k"]["4"]["mean"] == before["pass_at_k"]["4"]
+    assert data["arms"][arm]["overrides"] == measured["overrides"]
+    page = (out / "report" / "index.html").read_text()
+    for key in metric_keys:
+        image = key.replace("/", "_") + ".png"
+        assert image in page and (out / "report" / image).stat().st_size > 1000
+    assert "pass_at_k.png" in page and "n=1" in page
+    # The run's config records what the arm changed.
+    assert (out / arm / "seed-0.yaml").read_text().startswith(f"# experiment arm {arm!r}, seed 0")
+    return data
+
+
+def test_tiny_entropy_collapse_and_nsr_psr_end_to_end_then_resume(tmp_path):
+    started = time.monotonic()
+    entropy_out, nsr_out = tmp_path / "entropy-collapse", tmp_path / "nsr-psr"
+    processes = [_experiment("entropy-collapse", "grpo", entropy_out), _experiment("nsr-psr", "nsr", nsr_out)]
+    outputs = [_finish(p) for p in processes]
+    first = time.monotonic() - started
+    assert all("report: " in o for o in outputs)
+
+    data = _check(entropy_out, "grpo", ["entropy", "reward_mean", "actor/logp_adv_cov", "solved_rate"])
+    # The covariance statistic is logged by the learner (learner/step.py) at every step.
+    assert all(math.isfinite(v) for _, v in data["runs"][0]["curves"]["actor/logp_adv_cov"])
+    nsr = _check(nsr_out, "nsr", ["entropy", "reward_mean", "solved_rate"])
+    assert nsr["arms"]["nsr"]["overrides"] == ['learner.algorithm.transforms=[{"name": "nsr_only", "params": {"positive_weight": 0.0, "negative_weight": 1.0}}]']
+    run_config = (nsr_out / "nsr" / "seed-0" / "run.yaml").read_text()
+    assert "nsr_only" in run_config
+
+    # Again: the finished run is skipped (its files untouched), the report rebuilt from them.
+    metrics = entropy_out / "grpo" / "seed-0" / "metrics.jsonl"
+    stamp = metrics.stat().st_mtime_ns
+    again = time.monotonic()
+    output = _finish(_experiment("entropy-collapse", "grpo", entropy_out), timeout=120)
+    assert "grpo seed 0: finished earlier" in output and "skipped" in output
+    assert metrics.stat().st_mtime_ns == stamp
+    assert json.loads((entropy_out / "experiment.json").read_text())["runs"] == data["runs"]
+    assert time.monotonic() - again < 60
+    print(f"first invocation {first:.0f} s, resumed {time.monotonic() - again:.0f} s")

@@ -1,0 +1,197 @@
+"""OpenAI function calling through the policy service, with the official `openai` client.
+
+The served model is tiny-random with Qwen2.5's chat template (tools in a system
+block, calls as `<tool_call>` JSON: the `hermes` format) and weights trained
+here until greedy decoding of one conversation writes one known tool call. So
+the reply is the model's own sampled tokens, rendered by the real template and
+parsed by the server; the expected call is the one written below by hand.
+"""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from transformers import AutoTokenizer
+
+from outrider.models import resolve_model
+from testkit.policy import PolicyServerThread, memorizing_checkpoint, policy_config
+
+# Qwen2.5-Instruct's chat template (tool parts verbatim), with SmolLM2's special tokens.
+QWEN25_TEMPLATE = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}}]
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+# What the model is trained to write after ASK (Qwen's format), and the call it means.
+REPLY = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+CALL = ("get_weather", {"city": "Paris"})
+MODEL = "tiny-qwen-tools"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """tiny-random with Qwen2.5's template, trained to answer ASK with REPLY."""
+    source = tmp_path_factory.mktemp("template") / "tiny"
+    import shutil
+
+    shutil.copytree(resolve_model("tiny-random"), source, ignore=shutil.ignore_patterns(".outrider-*"))
+    (source / "chat_template.jinja").write_text(QWEN25_TEMPLATE)
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    prompt = tokenizer.apply_chat_template(ASK, tools=TOOLS, tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    reply_ids = tokenizer(REPLY, add_special_tokens=False)["input_ids"] + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    target = tmp_path_factory.mktemp("trained") / "tiny-qwen-tools"
+    memorizing_checkpoint(source, target, prompt_ids, reply_ids)
+    return target
+
+
+@pytest.fixture(scope="module", params=["hf", pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.slow])])
+def oai(request, folder):
+    cfg = policy_config(request.param, model=str(folder), served_model_name=MODEL)
+    with PolicyServerThread(cfg) as server:
+        yield openai.OpenAI(base_url=server.http_url, api_key="x", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(folder):
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def reference_ids(tokenizer, messages, tools=None) -> list[int]:
+    """The prompt rendered independently: transformers' own apply_chat_template."""
+    text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_the_models_card_names_the_tool_call_format(oai):
+    assert oai.models.retrieve(MODEL).model_extra["tool_call_format"] == "hermes"
+
+
+def test_a_tool_call_comes_back_as_tool_calls(oai, tokenizer):
+    reply = oai.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, temperature=0, max_tokens=64,
+                                        extra_body={"return_token_ids": True})
+    choice = reply.choices[0]
+    assert choice.model_extra["prompt_token_ids"] == reference_ids(tokenizer, ASK, TOOLS)
+    assert tokenizer.decode(choice.model_extra["token_ids"], skip_special_tokens=True) == REPLY
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert (call.function.name, json.loads(call.function.arguments)) == CALL
+
+
+def test_a_streamed_tool_call_arrives_whole_at_the_end(oai):
+    content, calls, finish = "", [], None
+    for chunk in oai.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, temperature=0, max_tokens=64,
+                                             stream=True):
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        calls += delta.tool_calls or []
+        finish = chunk.choices[0].finish_reason or finish
+    assert content == ""  # the held-back <tool_call> text never leaks as content
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [CALL]
+    assert finish == "tool_calls"
+
+
+def test_tool_results_and_earlier_calls_are_rendered(oai, tokenizer):
+    arguments = json.dumps(CALL[1])
+    messages = [*ASK,
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": CALL[0], "arguments": arguments}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"}]
+    reply = oai.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS, temperature=0, max_tokens=4,
+                                        extra_body={"return_token_ids": True})
+    # HF templates take arguments as an object (OpenAI sends JSON text); content None as "".
+    expected = [*ASK,
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": CALL[0], "arguments": CALL[1]}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"}]
+    ids = reply.choices[0].model_extra["prompt_token_ids"]
+    assert ids == reference_ids(tokenizer, expected, TOOLS)
+    text = tokenizer.decode(ids)
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in text
+    assert "<tool_response>\n18 C, sunny\n</tool_response>" in text
+
+
+def test_tool_choice_none_renders_no_tools_and_parses_nothing(oai, tokenizer):
+    reply = oai.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, tool_choice="none", temperature=0,
+                                        max_tokens=8, extra_body={"return_token_ids": True})
+    choice = reply.choices[0]
+    assert choice.model_extra["prompt_token_ids"] == reference_ids(tokenizer, ASK)
+    assert choice.message.tool_calls is None and isinstance(choice.message.content, str)
+
+
+def test_unsupported_tool_requests_are_refused_naming_the_field(oai):
+    cases = [
+        ({"tools": TOOLS, "tool_choice": "required"}, "tool_choice"),
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+        ({"tools": TOOLS, "parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"functions": [TOOLS[0]["function"]]}, "functions"),
+    ]
+    for extra, field in cases:
+        with pytest.raises(openai.BadRequestError) as failure:
+            oai.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2, **extra)
+        assert failure.value.body["param"] == field, (extra, failure.value.body)
+    bad_arguments = [*ASK, {"role": "assistant", "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{city: Paris"}}]}]
+    with pytest.raises(openai.BadRequestError) as failure:
+        oai.chat.completions.create(model=MODEL, messages=bad_arguments, tools=TOOLS, max_tokens=2)
+    assert failure.value.body["param"] == "messages[1].tool_calls[0].function.arguments"
