@@ -18,6 +18,9 @@ Any client of the env service can call RegisterEnv, so before a spec is stored:
   resolver reads as IPv4 (`2852039166`, `0xa9fea9fe`, `0251.0376.0251.0376`)
   are checked as the address they stand for. Nothing here opens a connection
   or resolves a name: a host name is judged by the allow-list alone.
+* **OpenEnv base URLs**: the same rules for the URL's `host:port` (the port
+  from the scheme when the URL gives none), against the same allow-list; the
+  scheme is http or https (validate_spec), so no gRPC scheme can occur.
 
 All checks are pure functions of the spec and the config, except the probe.
 """
@@ -36,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from outrider.config.env import EnvServiceConfig, SandboxMaximaConfig
+from outrider.envs.openenv import endpoint_host_port
 from outrider.proto.v1 import common_pb2, env_pb2
 
 Problem = tuple[str, str]
@@ -93,6 +97,8 @@ class Admission:
         problems = sandbox_limit_problems(spec.sandbox, self.max_limits)
         if spec.WhichOneof("kind") == "remote":
             problems += remote_address_problems(spec.remote.address, self.allowed_endpoints)
+        if spec.WhichOneof("kind") == "openenv":
+            problems += openenv_url_problems(spec.openenv.base_url, self.allowed_endpoints)
         return problems
 
     def module_problems(self, entry_point: str) -> list[Problem]:
@@ -182,12 +188,27 @@ def remote_address_problems(address: str, allowed: Sequence[str]) -> list[Proble
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         return []  # not host:port at all: validate_spec reports that
+    return _endpoint_problems("remote.address", address, host, address, allowed)
+
+
+def openenv_url_problems(base_url: str, allowed: Sequence[str]) -> list[Problem]:
+    """Why an OpenEnv `base_url` may not be connected to; empty when it may. Its `host:port`
+    (the scheme's port when the URL names none) is held to the remote-address rules."""
+    endpoint = endpoint_host_port(base_url)
+    if endpoint is None:
+        return []  # not an http(s) URL with a host: validate_spec reports that
+    host, port = endpoint
+    return _endpoint_problems("openenv.base_url", base_url, host, f"{host}:{port}", allowed)
+
+
+def _endpoint_problems(path: str, spelled: str, host: str, address: str, allowed: Sequence[str]) -> list[Problem]:
+    shown = repr(spelled) if address in spelled else f"{spelled!r} ({address})"  # the port the scheme implies
     reason = forbidden_host(host)
     if reason is not None:
-        return [("remote.address", f"{address!r} is refused: {reason}")]
+        return [(path, f"{shown} is refused: {reason}")]
     if not any(endpoint_matches(address, pattern) for pattern in allowed):
         listed = ", ".join(allowed) or "none"
-        return [("remote.address", f"{address!r} matches no pattern of allowed_remote_endpoints ({listed})")]
+        return [(path, f"{shown} matches no pattern of allowed_remote_endpoints ({listed})")]
     return []
 
 

@@ -5,6 +5,8 @@ imports the entry point and constructs one instance with the spec's params
 (its task catalog), so a bad module, class or param fails at registration with
 the field named, not at the first session. A `remote` spec is stored as is:
 the remote process may start later; calls to it fail with UNAVAILABLE then.
+An `openenv` spec likewise (its tasks are in the spec; the server is first
+contacted by CreateSession).
 
 Only code installed in the env service's Python can be named by an entry point;
 an environment in another language runs as its own process (kind `remote`).
@@ -46,7 +48,7 @@ class EnvNotFound(KeyError):
 class RegisteredEnv:
     spec: env_pb2.EnvSpec
     env_class: type[Environment] | None = None
-    """The class (python kind); None for remote environments."""
+    """The class (python kind); None for remote and openenv environments."""
     catalog: Environment | None = None
     """An instance used to list tasks (python kind)."""
     context: EnvContext | None = None
@@ -54,6 +56,10 @@ class RegisteredEnv:
     @property
     def remote(self) -> bool:
         return self.spec.WhichOneof("kind") == "remote"
+
+    @property
+    def openenv(self) -> bool:
+        return self.spec.WhichOneof("kind") == "openenv"
 
     def new_instance(self) -> Environment:
         """A fresh environment for one episode."""
@@ -148,6 +154,9 @@ class EnvRegistry:
         problems += self.admission.spec_problems(spec)
         if not problems and spec.WhichOneof("kind") == "python" and not trusted:
             problems += self.admission.module_problems(spec.python.entry_point)
+        if spec.WhichOneof("kind") == "agent" and not trusted:
+            problems.append(("agent", "an agent environment runs a program of the env service's host: register it "
+                                      "in the service's own config (env.spec_files), not over RegisterEnv"))
         if problems:
             raise SpecError(source, problems)
         entry = self._prepare(with_defaults(spec), source)
@@ -159,7 +168,7 @@ class EnvRegistry:
         return spec
 
     def _prepare(self, spec: env_pb2.EnvSpec, source: str) -> RegisteredEnv:
-        if spec.WhichOneof("kind") == "remote":
+        if spec.WhichOneof("kind") in ("remote", "openenv", "agent"):
             return RegisteredEnv(spec)
         try:
             cls = load_entry_point(spec.python.entry_point)

@@ -14,6 +14,11 @@ A remote one (any language; it serves outrider.v1.EnvService):
     name: counter
     remote: {address: "127.0.0.1:50071", timeout_s: 5}
 
+A server of the OpenEnv ecosystem (reset/step over HTTP; rules in `outrider.envs.openenv`):
+
+    name: echo
+    openenv: {base_url: "http://127.0.0.1:8000", action_field: message, seed_tasks: {train: 100}}
+
 Problems are reported as (field path, message) pairs, all at once.
 """
 
@@ -31,6 +36,8 @@ from pydantic import ValidationError
 
 from outrider.config.base import ConfigError, read_yaml, validation_problems
 from outrider.config.env import SandboxLimitsConfig
+from outrider.envs import openenv
+from outrider.envs.agent import spec as agent_spec
 from outrider.proto.v1 import env_pb2
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -155,8 +162,13 @@ def _value_problems(field: FieldDescriptor, value: Any, path: str) -> list[tuple
 
 
 def load_spec_file(path: str | Path) -> env_pb2.EnvSpec:
-    """Read a YAML spec file; SpecError (a ConfigError) lists every problem."""
-    return spec_from_dict(read_yaml(path), str(path))
+    """Read a YAML spec file; SpecError (a ConfigError) lists every problem. An agent's
+    relative `directory` is relative to the file's folder."""
+    data = read_yaml(path)
+    agent = data.get("agent") if isinstance(data, dict) else None
+    if isinstance(agent, dict) and isinstance(agent.get("directory"), str) and not Path(agent["directory"]).is_absolute():
+        agent["directory"] = str((Path(path).resolve().parent / agent["directory"]).resolve())
+    return spec_from_dict(data, str(path))
 
 
 def spec_to_dict(spec: env_pb2.EnvSpec) -> dict:
@@ -178,6 +190,8 @@ def with_defaults(spec: env_pb2.EnvSpec) -> env_pb2.EnvSpec:
     filled.max_turns = filled.max_turns or DEFAULT_MAX_TURNS
     if filled.reward.max_reward == 0:
         filled.reward.max_reward = 1.0
+    if filled.WhichOneof("kind") == "openenv":
+        openenv.with_openenv_defaults(filled)
     return filled
 
 
@@ -210,11 +224,15 @@ def validate_spec(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
 def _kind_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
     kind = spec.WhichOneof("kind")
     if kind is None:
-        return [("kind", "set exactly one of `python` (an entry point) or `remote` (an address)")]
+        return [("kind", "set exactly one of `python` (an entry point), `remote` (an address) or `openenv` (a base URL)")]
     if kind == "python":
         if not ENTRY_POINT_RE.match(spec.python.entry_point):
             return [("python.entry_point", f"{spec.python.entry_point!r} must look like 'package.module:ClassName'")]
         return []
+    if kind == "openenv":
+        return openenv.openenv_problems(spec)
+    if kind == "agent":
+        return agent_spec.agent_problems(spec, NAME_RE)
     problems = []
     match = ADDRESS_RE.match(spec.remote.address)
     if match is None or not 1 <= int(match.group(2)) <= 65535:
@@ -277,6 +295,10 @@ def _unapplied_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
             "environment in its config (`verifiers: {ENV: [...]}`) and used with rollout.reward.outcome: "
             "reward-service; remove them here",
         ))
+    if spec.WhichOneof("kind") == "openenv":
+        return problems + openenv.unapplied_problems(spec)
+    if spec.WhichOneof("kind") == "agent":
+        return problems + agent_spec.agent_unapplied(spec)
     if spec.WhichOneof("kind") != "remote":
         return problems
     if spec.sandbox.ListFields():

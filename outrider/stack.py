@@ -102,6 +102,7 @@ class LocalStack:
         self.redis: RedisHandle | None = None
         self.services: dict[str, ServiceProcess] = {}
         self.ports: dict[str, int] = {}
+        self.policy_http_port: int | None = None
 
     def start(self) -> None:
         (self.run_dir / "stack").mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,9 @@ class LocalStack:
         # Ports are chosen before anything starts so each service can be told
         # where the others are (the curriculum reads tasks from the env service).
         self.ports = {name: getattr(self.cfg, name).server.port or free_port() for name in wanted}
+        # The policy's HTTP port too: the env service hands it to agent programs (agent_gateway).
+        if "policy" in wanted and self.cfg.policy.http_port is not None:
+            self.policy_http_port = self.cfg.policy.http_port or free_port()
         try:
             self.redis = open_redis(self.cfg.redis)
             for name in wanted:
@@ -143,6 +147,13 @@ class LocalStack:
         if "redis" in type(section).model_fields:
             # Every service shares the run's Redis (embedded or not).
             updates["redis"] = section.redis.model_copy(update={"url": self.redis.url})
+        if name == "policy" and self.policy_http_port is not None:
+            updates["http_port"] = self.policy_http_port
+        if name == "policy" and section.capture.redis_url is None:
+            # Captured agent sessions (docs/agents.md) live in the run's Redis too.
+            updates["capture"] = section.capture.model_copy(update={"redis_url": self.redis.url})
+        if name == "env" and section.agent_gateway is None and self.policy_http_port is not None:
+            updates["agent_gateway"] = f"127.0.0.1:{self.policy_http_port}"
         if name == "curriculum" and "env" in self.ports:
             updates["pools"] = [_point_at_env(pool, self.ports["env"]) for pool in section.pools]
         return section.model_copy(update=updates)

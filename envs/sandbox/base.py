@@ -119,6 +119,18 @@ class RunResult:
         )
 
 
+@dataclass(frozen=True)
+class RunExtras:
+    """What one run needs beyond its workspace (agent programs, outrider.envs.agents):
+    host paths mounted read-only, and environment variables. Only backends with
+    `supports_extras` take them; the others refuse a run that asks."""
+
+    ro_binds: tuple[tuple[str, str], ...] = ()
+    """(host path, path inside the sandbox) pairs, mounted read-only."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Variables added to the program's (otherwise fixed) environment."""
+
+
 def _default_python() -> str | None:
     for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
         if os.access(candidate, os.X_OK):
@@ -183,6 +195,8 @@ class Sandbox(ABC):
 
     name: str = ""
     isolated: bool = True
+    supports_extras: bool = False
+    """Whether `run(..., extras=...)` is possible (bind mounts and variables per run)."""
 
     def __init__(self, options: SandboxOptions | None = None, limits: Limits | None = None):
         self.options = options or SandboxOptions()
@@ -200,6 +214,7 @@ class Sandbox(ABC):
         limits: Limits | common_pb2.SandboxLimits | None = None,
         *,
         command: Sequence[str] | None = None,
+        extras: RunExtras | None = None,
     ) -> RunResult:
         """Run `program` in a fresh workspace (the working directory) and wait for it.
 
@@ -213,6 +228,10 @@ class Sandbox(ABC):
             raise ValueError("command must be a non-empty list of non-empty strings")
         if argv[0] in ("python3", "python"):
             argv[0] = self._interpreter()
+        if extras is not None and (extras.ro_binds or extras.env):
+            if not self.supports_extras:
+                raise SandboxError(f"the {self.name} backend cannot mount folders or set variables per run; use bwrap")
+            return self._run(files, argv, self.default_limits.merged(limits), extras)
         return self._run(files, argv, self.default_limits.merged(limits))
 
     async def arun(
@@ -221,12 +240,13 @@ class Sandbox(ABC):
         limits: Limits | common_pb2.SandboxLimits | None = None,
         *,
         command: Sequence[str] | None = None,
+        extras: RunExtras | None = None,
     ) -> RunResult:
         """`run` on the sandbox's own thread pool (at most `max_concurrent_runs` at once)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.options.max_concurrent_runs, thread_name_prefix=f"sandbox-{self.name}")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: self.run(program, limits, command=command))
+        return await loop.run_in_executor(self._executor, lambda: self.run(program, limits, command=command, extras=extras))
 
     def close(self) -> None:
         if self._executor is not None:

@@ -25,7 +25,15 @@ import signal
 import subprocess
 from pathlib import Path
 
-from outrider.envs.sandbox.base import Limits, RunResult, Sandbox, SandboxError, SandboxOptions, find_binary
+from outrider.envs.sandbox.base import (
+    Limits,
+    RunExtras,
+    RunResult,
+    Sandbox,
+    SandboxError,
+    SandboxOptions,
+    find_binary,
+)
 from outrider.envs.sandbox.limits import nproc_limit, prlimit_argv
 from outrider.envs.sandbox.process import run_process, wait_gone
 from outrider.envs.sandbox.workspace import lease_identity, release_identity
@@ -59,7 +67,7 @@ def _root_entries() -> list[str]:
     return args
 
 
-def bwrap_argv(options: SandboxOptions, workspace_args: list[str]) -> list[str]:
+def bwrap_argv(options: SandboxOptions, workspace_args: list[str], extras: RunExtras | None = None) -> list[str]:
     """The bwrap command line up to (not including) the program's argv."""
     argv = [
         "bwrap",
@@ -79,10 +87,12 @@ def bwrap_argv(options: SandboxOptions, workspace_args: list[str]) -> list[str]:
         "--size", str(options.tmp_bytes), "--tmpfs", "/tmp",
         "--size", str(options.workspace_bytes), "--tmpfs", WORKDIR,
         *workspace_args,
-        "--chdir", WORKDIR,
-        "--clearenv",
     ]
-    for key, value in SANDBOX_ENV.items():
+    # After the tmpfs mounts, so that a bind below /tmp or /work is not hidden by them.
+    for host, inside in extras.ro_binds if extras else ():
+        argv += ["--ro-bind", host, inside]
+    argv += ["--chdir", WORKDIR, "--clearenv"]
+    for key, value in {**SANDBOX_ENV, **dict(extras.env if extras else ())}.items():
         argv += ["--setenv", key, value]
     return [*argv, "--"]
 
@@ -96,6 +106,7 @@ def _decode_exit(code: int) -> int:
 
 class BwrapSandbox(Sandbox):
     name = "bwrap"
+    supports_extras = True
 
     @classmethod
     def unavailable_reason(cls, options: SandboxOptions | None = None) -> str | None:
@@ -109,7 +120,7 @@ class BwrapSandbox(Sandbox):
             _probe_cache[binary] = _probe()
         return _probe_cache[binary]
 
-    def _run(self, files: dict[str, bytes], argv: list[str], limits: Limits) -> RunResult:
+    def _run(self, files: dict[str, bytes], argv: list[str], limits: Limits, extras: RunExtras | None = None) -> RunResult:
         identity = lease_identity(self.options) if os.geteuid() == 0 else None
         info_read, info_write = os.pipe()
         fds: list[int] = [info_write]
@@ -117,7 +128,7 @@ class BwrapSandbox(Sandbox):
             workspace_args = ["--info-fd", str(info_write), *_workspace_args(files, fds)]
             command = [
                 *prlimit_argv(limits, nproc_limit(limits, identity is not None, BWRAP_OWN_PROCESSES)),
-                *bwrap_argv(self.options, workspace_args),
+                *bwrap_argv(self.options, workspace_args, extras),
                 *argv,
             ]
             result = run_process(

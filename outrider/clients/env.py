@@ -61,6 +61,13 @@ class EnvClient:
     def close_session(self, session_id: str) -> env_pb2.CloseSessionResponse:
         return self._stub.CloseSession(env_pb2.CloseSessionRequest(session_id=session_id), timeout=self.timeout_s)
 
+    def run_agent(self, env: str, task_id: str, session_id: str, *, seed: int = 0, model: str = "",
+                  timeout_s: float | None = None) -> env_pb2.RunAgentResponse:
+        """One episode of an `agent` environment against the captured policy session
+        `session_id`; waits for the program (pass `timeout_s` above its wall-clock limit)."""
+        request = env_pb2.RunAgentRequest(env=env, task_id=task_id, seed=seed, session_id=session_id, model=model)
+        return self._stub.RunAgent(request, timeout=timeout_s or self.timeout_s)
+
     def close(self) -> None:
         self._channel.close()
 

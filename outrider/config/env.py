@@ -108,6 +108,15 @@ class EnvServiceConfig(ConfigModel):
     """Deadline of a call proxied to a remote environment whose spec gives none, seconds."""
     sandbox: SandboxConfig = SandboxConfig()
     """The sandbox of code-running environments."""
+    agent_gateway: str | None = Field(None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+    """`host:port` of the policy service's HTTP API, the only address agent programs
+    (kind `agent`, docs/agents.md) can reach; null: RunAgent is refused. `outrider up` and
+    `train` set it."""
+    agent_limits: SandboxLimitsConfig = SandboxLimitsConfig(
+        wall_time_s=300, cpu_time_s=300, memory_bytes=8 * GIB, max_processes=128, max_output_bytes=KIB * 64)
+    """Default limits of an agent run (an agent spec's `sandbox` overrides them). An agent
+    waits on the policy for most of its time, and runtimes such as Node.js reserve GiBs of
+    address space up front, hence the larger defaults."""
     max_sandbox_limits: SandboxMaximaConfig = SandboxMaximaConfig()
     """The largest sandbox limits an EnvSpec may ask for (each field separately); a spec above
     one is refused at registration naming the field and the maximum."""

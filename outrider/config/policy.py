@@ -73,6 +73,19 @@ class HfOptions(ConfigModel):
     """Padded tokens per forward pass when scoring sequences (bounds activation memory)."""
 
 
+class CaptureConfig(ConfigModel):
+    """Captured agent sessions (`/sessions/<id>/v1`, docs/agents.md): every chat call of a
+    session is recorded token for token in Redis as it is served."""
+
+    redis_url: str | None = None
+    """Redis that keeps the sessions (`redis://host:port/db`); null turns session capture
+    off (those routes answer 404 saying so). `outrider up` and `train` set the run's Redis."""
+    prefix: str = Field("outrider:capture", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """Key prefix of the session records."""
+    ttl_s: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600)
+    """A session's records expire this long after its last call, seconds."""
+
+
 class PolicyServiceConfig(ConfigModel):
     kind: Literal["policy"] = "policy"
     """Config kind marker (lets `outrider config validate` pick the model)."""
@@ -98,6 +111,8 @@ class PolicyServiceConfig(ConfigModel):
     http_port: int | None = Field(0, ge=0, le=65535)
     """Port of the OpenAI-compatible HTTP API on the same interface; 0 picks a free port,
     null turns it off."""
+    capture: CaptureConfig = CaptureConfig()
+    """Session-scoped, token-capturing chat API for agent programs (needs `http_port`)."""
     vllm: VllmOptions = VllmOptions()
     """vLLM backend settings."""
     hf: HfOptions = HfOptions()

@@ -72,6 +72,20 @@ class RepetitionConfig(ConfigModel):
     penalty such as −1 teaches the policy not to loop); null: scored like any other episode."""
 
 
+class AgentRolloutConfig(ConfigModel):
+    """Episodes of `agent` environments (docs/agents.md): programs that play themselves."""
+
+    failure_reward: float | None = None
+    """Reward of an episode whose agent program failed on its own (non-zero exit, its
+    wall-clock limit): null leaves such episodes out of training like infrastructure
+    failures (counted as `agent_failed`); a number trains them with it, e.g. -1 to teach
+    the policy not to break the agent."""
+    concurrency: int | None = Field(None, ge=1, le=1024)
+    """Agent programs of one group run at once; null: the whole group."""
+    run_timeout_s: float = Field(900.0, gt=0, le=86_400)
+    """Deadline of one RunAgent call (above the agents' wall-clock limit)."""
+
+
 class RolloutConfig(ConfigModel):
     envs: list[str] = Field(default_factory=lambda: ["math"], min_length=1)
     """Environments to train on (tasks come from the curriculum service)."""
@@ -113,6 +127,8 @@ class RolloutConfig(ConfigModel):
     later step by newer weights (off unless `segment_tokens` is set)."""
     repetition: RepetitionConfig | None = None
     """Stop an episode whose completion repeats an n-gram too often; null: off."""
+    agents: AgentRolloutConfig = AgentRolloutConfig()
+    """Episodes of agent environments."""
 
 
 class BoundaryConfig(ConfigModel):

@@ -77,6 +77,11 @@ class Episode:
     """Open, and not to be continued in this task before the group is parked or goes on."""
     repetition: trajectory_pb2.RepetitionStop | None = None
     """Set when the episode was stopped for repeating an n-gram (rollout.repetition)."""
+    extra_sequences: list[trajectory_pb2.Trajectory] = field(default_factory=list)
+    """Agent episodes (agents.py): the further sequences of an agent that rewrote its
+    history; they get the episode's reward and status."""
+    agent_failure: str = ""
+    """Agent episodes: the agent's own failure, trained with rollout.agents.failure_reward."""
 
     @property
     def running(self) -> bool:
@@ -418,6 +423,8 @@ def _step_reply_problem(reply) -> str | None:
 
 
 def _status(episode: Episode) -> ItemStatus:
+    if episode.agent_failure and not episode.error:
+        return ItemStatus(code=ItemStatus.ERROR, message=episode.agent_failure, source="agent")
     if not episode.error:
         return ItemStatus(code=ItemStatus.OK)
     source = trajectory_pb2.InfraFailure.Name(episode.failure).removeprefix("INFRA_FAILURE_").lower()
@@ -454,6 +461,18 @@ def build_group(task: common_pb2.Task, group_id: str, episodes: list[Episode]) -
     for episode in episodes:
         if episode.turns:
             group.trajectories.append(trajectory_of(episode, f"{group_id}/{episode.index}"))
+        for k, sequence in enumerate(episode.extra_sequences, start=1):
+            # A sequence the agent's rewritten history started: the episode's reward and status.
+            extra = trajectory_of(episode, f"{group_id}/{episode.index}#{k}")
+            for name in ("prompt_length", "token_ids", "logprobs", "loss_mask", "turns"):
+                extra.ClearField(name)
+            extra.prompt_length = sequence.prompt_length
+            extra.token_ids.extend(sequence.token_ids)
+            extra.logprobs.extend(sequence.logprobs)
+            extra.loss_mask.extend(sequence.loss_mask)
+            extra.turns.extend(sequence.turns)
+            extra.ClearField("step_rewards")  # they point into the first sequence's tokens
+            group.trajectories.append(extra)
     # Turn.policy_version is a turn's first (oldest) segment's.
     versions = [turn.policy_version for t in group.trajectories for turn in t.turns]
     group.policy_version = min(versions) if versions else 0

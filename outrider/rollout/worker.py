@@ -115,8 +115,21 @@ class Rollouts:
         from outrider.rollout.episodes import GroupPlayer
 
         self.player = GroupPlayer(self.policy, self.env, run.rollout)
+        from outrider.rollout.agents import AgentPlayer
+        from outrider.transport.capture import CaptureStore
+
+        capture = CaptureStore(client, run.policy.capture.prefix, run.policy.capture.ttl_s)
+        self.agent_player = AgentPlayer(self.env, capture, run.rollout, run.policy.model_name)
+        self._agent_envs: dict[str, bool] = {}
         self.pid = os.getpid()
         self.producer = f"{socket.gethostname()}/{self.pid}/{threading.get_ident()}"
+
+    def _is_agent(self, env: str) -> bool:
+        """Whether `env` is an `agent` environment (asked once per environment)."""
+        if env not in self._agent_envs:
+            kinds = {spec.name: spec.WhichOneof("kind") for spec in self.env.list_envs()}
+            self._agent_envs.update({name: kind == "agent" for name, kind in kinds.items()})
+        return self._agent_envs.get(env, False)
 
     def play(self, task: common_pb2.Task, group_id: str, seed: int) -> dict:
         from outrider.rollout.episodes import build_group
@@ -141,11 +154,12 @@ class Rollouts:
             parked = self.park.park(partial_group(task, group_id, seed, episodes, parks), limit)
             return parked
 
-        episodes = self.player.play(
+        player = self.agent_player if self._is_agent(task.env) else self.player
+        episodes = player.play(
             task,
             seed=seed,
             resume=[from_partial(e) for e in stored.episodes] if stored is not None else None,
-            park=park if self.park is not None else None,
+            park=park if self.park is not None and player is self.player else None,
         )
         summary = {
             "group_id": group_id,
@@ -155,13 +169,15 @@ class Rollouts:
             "parked": parked,
             "policy_version": min((t.policy_version for e in episodes for t in e.turns), default=0),
             "seconds": time.perf_counter() - started,
-            "generate_seconds": self.player.seconds["policy"],
-            "env_seconds": self.player.seconds["env"],
+            "generate_seconds": player.seconds["policy"],
+            "env_seconds": player.seconds["env"],
             "turns": sum(len(e.turns) for e in episodes),
             "started_unix": round(started_unix, 3),
-            "generate_calls": [[round(a, 3), round(b, 3), n] for a, b, n in self.player.generations],
+            "generate_calls": [[round(a, 3), round(b, 3), n] for a, b, n in player.generations],
             "sent": False,
         }
+        if player is self.agent_player:
+            summary["agent_sessions"] = list(player.reports)  # per episode: calls -> sequences
         if parked:
             log.info("group %s parked (%d of its episodes wait on a cut completion)", group_id, sum(e.open for e in episodes))
             summary["finished_unix"] = round(time.time(), 3)

@@ -5,8 +5,11 @@ in `step`, the response has status ERROR with the message, done=true and no
 reward; when it raises in `reset`, CreateSession fails with INTERNAL naming
 the environment and task. Every step reply, Python or remote, is held to the
 Step contract (contract.py): one that says OK without a reward, or says
-nothing, becomes such an ERROR too. All are counted (outrider_env_errors_total)
-and kept in the session record.
+nothing, becomes such an ERROR too. An OpenEnv server (kind `openenv`) that
+fails a step (HTTP 5xx, an EXECUTION_ERROR, a reply not in its format, a null
+reward) gets the same ERROR; one that fails a reset makes CreateSession
+INTERNAL. All are counted (outrider_env_errors_total) and kept in the session
+record.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from outrider.envs import openenv
 from outrider.envs.episode import Episode, EpisodeStep
-from outrider.envs.interface import ParamError, TaskNotFound
+from outrider.envs.interface import Message, ParamError, TaskNotFound
 from outrider.envs.registry import EnvExists, EnvNotFound, EnvRegistry, RegisteredEnv
 from outrider.envs.spec import SpecError
 from outrider.proto.v1 import common_pb2, env_pb2
 from outrider.serving import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted
 from outrider.services.env.contract import checked_step
 from outrider.services.env.metrics import ENV_ERRORS, STEPS, TOOL_CALLS
+from outrider.services.env.openenv import EnvFailure, OpenEnvs
 from outrider.services.env.remote import RemoteEnvs
 from outrider.services.env.sessions import Session, SessionLimitReached, SessionManager, SessionNotFound
 
@@ -37,12 +42,17 @@ def spec_problem_message(exc: SpecError) -> str:
 
 
 class EnvCore:
-    def __init__(self, registry: EnvRegistry, sessions: SessionManager, remotes: RemoteEnvs, max_action_bytes: int, page_size: int):
+    def __init__(
+        self, registry: EnvRegistry, sessions: SessionManager, remotes: RemoteEnvs, max_action_bytes: int, page_size: int, openenvs: OpenEnvs
+    ):
         self.registry = registry
         self.sessions = sessions
         self.remotes = remotes
+        self.openenvs = openenvs
         self.max_action_bytes = max_action_bytes
         self.page_size = page_size
+        self.agents = None
+        """RunAgent's episodes (`agents.AgentEpisodes`), set by the server."""
 
     # --- registry ------------------------------------------------------------
 
@@ -77,19 +87,33 @@ class EnvCore:
             raise InvalidArgument(f"limit: {limit} is above the largest page ({self.page_size * MAX_PAGE_FACTOR})")
         if entry.remote:
             return await self.remotes.list_tasks(entry.spec, request)
+        if entry.spec.WhichOneof("kind") == "agent":  # the tasks of the environment it plays
+            forwarded = env_pb2.ListTasksRequest()
+            forwarded.CopyFrom(request)
+            forwarded.env = entry.spec.agent.tasks_from
+            response = await self.list_tasks(forwarded)
+            for task in response.tasks:
+                task.env = entry.spec.name
+            return response
         try:
-            tasks = entry.catalog.tasks(request.split or "train")
+            if entry.openenv:
+                page, total = openenv.task_page(entry.spec.openenv, request.split or "train", request.offset, limit)
+            else:
+                tasks = entry.catalog.tasks(request.split or "train")
+                page, total = tasks[request.offset : request.offset + limit], len(tasks)
         except TaskNotFound as exc:
             raise InvalidArgument(f"split: {exc}") from None
-        page = tasks[request.offset : request.offset + limit]
         return env_pb2.ListTasksResponse(
-            tasks=[task.to_proto(entry.spec.name, request.include_reference) for task in page], total=len(tasks)
+            tasks=[task.to_proto(entry.spec.name, request.include_reference) for task in page], total=total
         )
 
     # --- sessions ------------------------------------------------------------
 
     async def create_session(self, request: env_pb2.CreateSessionRequest) -> env_pb2.CreateSessionResponse:
         entry = self._env(request.env)
+        if entry.spec.WhichOneof("kind") == "agent":
+            raise FailedPrecondition(f"environment {entry.spec.name!r} is an agent program that plays its episodes "
+                                     "itself: use RunAgent (docs/agents.md)")
         if not request.task_id:
             raise InvalidArgument("task_id: is empty (see ListTasks for the ids of an environment)")
         try:
@@ -104,6 +128,8 @@ class EnvCore:
                 raise Internal(f"remote environment {entry.spec.name!r} at {entry.spec.remote.address} broke the CreateSession contract: session_id: empty")
             session.remote_id = remote.session_id
             observation = remote.observation
+        elif entry.openenv:
+            observation = await self._openenv_reset(entry, session, request)
         else:
             observation = await self._reset(entry, session, request)
         try:
@@ -132,6 +158,21 @@ class EnvCore:
             raise failure(f"environment {name!r} failed to start task {request.task_id!r}: {type(exc).__name__}: {exc}") from None
         return env_pb2.Observation(messages=[message.to_proto() for message in messages])
 
+    async def _openenv_reset(self, entry: RegisteredEnv, session: Session, request) -> env_pb2.Observation:
+        spec = entry.spec
+        try:
+            session.openenv, reply = await self.openenvs.reset(spec, request.task_id, request.seed, session.id)
+        except TaskNotFound as exc:
+            raise NotFound(f"environment {spec.name!r}: {exc}") from None
+        except EnvFailure as exc:
+            ENV_ERRORS.labels(spec.name, "reset").inc()
+            raise Internal(f"{OpenEnvs.where(spec)} failed to start task {request.task_id!r}: {exc}") from None
+        except Exception:
+            ENV_ERRORS.labels(spec.name, "openenv").inc()
+            raise
+        messages = openenv.first_messages(spec.openenv, reply)
+        return env_pb2.Observation(messages=[message.to_proto() for message in messages])
+
     def _session(self, session_id: str) -> Session:
         if not session_id:
             raise InvalidArgument("session_id: is empty")
@@ -151,6 +192,8 @@ class EnvCore:
             if session.episode is not None:
                 response = self._python_response(session, await session.episode.step(request.action.text))
                 response = checked_step(session.spec, response, session.turns, session.total_reward, f"environment {session.env!r}")
+            elif session.openenv is not None:
+                response = await self._openenv_step(session, request.action.text)
             else:
                 response = await self._remote_step(session, request.action)
             session.record(response)
@@ -188,6 +231,37 @@ class EnvCore:
             response.ClearField("observation")
         return response
 
+    async def _openenv_step(self, session: Session, text: str) -> env_pb2.StepResponse:
+        spec, where = session.spec, OpenEnvs.where(session.spec)
+        turn, source = session.turns + 1, f"env:{session.env}"
+        try:
+            reply = await self.openenvs.step(session.openenv, text)
+        except EnvFailure as exc:
+            failure = common_pb2.ItemStatus(code=ERROR, message=f"{where} failed the step: {exc}", source=source)
+            return env_pb2.StepResponse(done=True, status=failure, turn=turn)
+        except Exception:
+            ENV_ERRORS.labels(session.env, "openenv").inc()
+            raise
+        reward = reply.reward
+        if reward is None and spec.openenv.null_reward_is_zero:
+            reward = 0.0
+        if reward is None:
+            message = f"{where} broke the Step contract: reward: null in the reply (set openenv.null_reward_is_zero if the environment means 0)"
+            await self.openenvs.finish(session.openenv)
+            return env_pb2.StepResponse(done=True, status=common_pb2.ItemStatus(code=ERROR, message=message, source=source), turn=turn)
+        response = env_pb2.StepResponse(done=reply.done, reward=reward, turn=turn, status=common_pb2.ItemStatus(code=OK, source=source))
+        if not reply.done:
+            response.observation.messages.append(Message("user", openenv.render(spec.openenv, reply.observation)).to_proto())
+        response.info.solved = openenv.solved(spec.openenv, reply, reward)
+        response.info.metrics.update(reply.metrics())
+        response = checked_step(spec, response, session.turns, session.total_reward, where)
+        if not response.done and response.turn >= spec.max_turns:
+            response.done = response.truncated = True
+            response.ClearField("observation")
+        if response.done:
+            await self.openenvs.finish(session.openenv)
+        return response
+
     def _count(self, session: Session, response: env_pb2.StepResponse) -> None:
         status = common_pb2.ItemStatus.Code.Name(response.status.code)
         STEPS.labels(session.env, status).inc()
@@ -213,4 +287,6 @@ class EnvCore:
             await session.episode.close()
         elif session.remote_id:
             await self.remotes.close_session(session.spec, session.remote_id)
+        elif session.openenv is not None:
+            await self.openenvs.finish(session.openenv)
 

@@ -21,7 +21,9 @@ from outrider.envs.sandbox import SandboxUnavailable, sandbox_from_config
 from outrider.envs.spec import SpecError, load_spec_file
 from outrider.proto.v1 import env_pb2_grpc
 from outrider.serving import BuiltServer, build_server
+from outrider.services.env.agents import AgentEpisodes
 from outrider.services.env.core import EnvCore
+from outrider.services.env.openenv import OpenEnvs
 from outrider.services.env.remote import RemoteEnvs
 from outrider.services.env.servicer import EnvServicer
 from outrider.services.env.sessions import SessionManager
@@ -61,13 +63,15 @@ def build_registry(cfg: EnvServiceConfig) -> EnvRegistry:
 async def create_server(cfg: EnvServiceConfig) -> BuiltServer:
     registry = build_registry(cfg)
     remotes = RemoteEnvs(cfg.remote_timeout_s, cfg.server.max_message_bytes)
+    openenvs = OpenEnvs(cfg.remote_timeout_s, cfg.server.max_message_bytes)
     core: EnvCore | None = None
 
     async def close_session_backend(session) -> None:
         await core.close_backend(session)
 
     sessions = SessionManager(cfg.session_ttl_s, cfg.max_sessions, close_session_backend)
-    core = EnvCore(registry, sessions, remotes, cfg.max_action_bytes, cfg.list_tasks_page_size)
+    core = EnvCore(registry, sessions, remotes, cfg.max_action_bytes, cfg.list_tasks_page_size, openenvs)
+    core.agents = AgentEpisodes(core, cfg)
     built = build_server(
         cfg.server,
         lambda server: env_pb2_grpc.add_EnvServiceServicer_to_server(EnvServicer(core), server),
@@ -79,6 +83,7 @@ async def create_server(cfg: EnvServiceConfig) -> BuiltServer:
         cleanup.cancel()
         await sessions.close_all()
         await remotes.close()
+        await openenvs.close()
         if registry.sandbox is not None:
             registry.sandbox.close()
 

@@ -31,3 +31,6 @@ class EnvServicer(env_pb2_grpc.EnvServiceServicer):
 
     async def CloseSession(self, request, context):
         return await self.core.close_session(request.session_id)
+
+    async def RunAgent(self, request, context):
+        return await self.core.agents.run(request)

@@ -1,7 +1,7 @@
 """Open sessions of the env service: capacity, idle TTL, cleanup.
 
-A session is one episode: a Python `Episode` in this process, or a session of
-a remote environment that the service proxies to. Sessions idle for longer
+A session is one episode: a Python `Episode` in this process, a session of a
+remote environment that the service proxies to, or one at an OpenEnv server. Sessions idle for longer
 than `ttl_s` are closed by a periodic cleanup task (their environments'
 `close` runs, remote sessions are closed); a later call with such an id is
 told the session expired, not that it never existed.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from outrider.envs.episode import Episode
 from outrider.proto.v1 import env_pb2
 from outrider.services.env.metrics import SESSIONS_EXPIRED, SESSIONS_OPEN
+from outrider.services.env.openenv import OpenEnvSession
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class Session:
     """Python environments: the episode. None for remote ones."""
     remote_id: str = ""
     """Remote environments: the session id at the remote server."""
+    openenv: OpenEnvSession | None = None
+    """OpenEnv environments: the connection (or the base URL held) at the server."""
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     turns: int = 0

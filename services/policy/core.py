@@ -53,6 +53,8 @@ class PolicyCore:
         self._broken: str | None = None
         self.on_dead: Callable[[], None] = lambda: None
         """Called once when the backend dies (the server marks its health NOT_SERVING)."""
+        self.sessions = None
+        """Captured agent sessions (`capture.CapturedSessions`); None when capture is off."""
 
     @property
     def model_name(self) -> str:

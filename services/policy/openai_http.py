@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import re
 import time
@@ -28,9 +29,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from outrider.proto.chat import ROLES, Message
-from outrider.serving import FailedPrecondition, InvalidArgument, ServiceError
+from outrider.serving import FailedPrecondition, InvalidArgument, NotFound, ServiceError
 from outrider.services.policy import validation
+from outrider.proto.v1.trajectory_pb2 import SamplingSupport
+from outrider.services.policy import capture as sessions
 from outrider.services.policy.backend import CompletionResult, SamplingSpec, TopLogprobs
+from outrider.services.policy.capture import CapturedSessions, SessionCall, SessionGone
 from outrider.services.policy.core import PolicyCore
 from outrider.services.policy.openai_schema import ChatRequest, CompletionRequest
 from outrider.services.policy.tool_calls import (
@@ -75,7 +79,8 @@ def create_app(core: PolicyCore) -> FastAPI:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return _error(HTTP_STATUS.get(exc.code, 500), exc.message, exc.code.name)
+        status = 409 if isinstance(exc, SessionGone) else HTTP_STATUS.get(exc.code, 500)
+        return _error(status, exc.message, exc.code.name)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -152,29 +157,71 @@ def create_app(core: PolicyCore) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest):
+        return await _chat(body, None)
+
+    @app.post("/sessions/{session_id}/v1/chat/completions")
+    async def session_chat(session_id: str, body: ChatRequest):
+        """The same call in a captured session (`capture.py`): spliced prompt, recorded."""
+        sessions.check_request(body.n)
+        return await _chat(body, session_id)
+
+    @app.get("/sessions/{session_id}/v1/models")
+    async def session_models(session_id: str) -> dict:
+        await _sessions().check_open(session_id)
+        return {"object": "list", "data": [model_card()]}
+
+    def _sessions() -> CapturedSessions:
+        if core.sessions is None:
+            raise NotFound("captured sessions are off on this server: set policy.capture.redis_url "
+                           "(`outrider up` and `train` set it to the run's Redis)")
+        return core.sessions
+
+    async def _chat(body: ChatRequest, session_id: str | None):
         validation.check_model(body.model, core.model_name)
         body.check()
-        ids, tool_format = _render_chat(renderer, body)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         spec = _spec(body.sampling(max_tokens), core, body.top_logprobs or 0)
+        if session_id is None:
+            ids, tool_format = _render_chat(renderer, body)
+            captured = None
+        else:
+            captured, tool_format = await _session_prompt(_sessions(), session_id, renderer, body)
+            ids = captured.prompt_ids
         meta = _meta("chatcmpl", core.model_name)
 
         def logprobs(token_ids, lps, tops):
             return _chat_logprobs(piece, token_ids, lps, tops, spec) if body.logprobs else None
 
+        async def record(token_ids, lps, version, finish_reason, message, streamed) -> None:
+            if captured is not None:
+                await core.sessions.record(
+                    captured, token_ids=token_ids, logprobs=lps, version=version, finish_reason=finish_reason,
+                    content=message.get("content") or "", tool_call_ids=[c["id"] for c in message.get("tool_calls", ())],
+                    sampling=_support(spec), streamed=streamed,
+                )
+
         if body.stream:
             filters = {}
+            sampled: dict[int, tuple[list[int], list[float]]] = {}
+            said: dict[int, str] = {}  # content sent so far, as the agent puts it together
 
-            def chunks(delta, version) -> list[dict]:
+            async def chunks(delta, version) -> list[dict]:
                 base = {**meta, "object": "chat.completion.chunk", "system_fingerprint": f"policy-v{version}"}
                 extra = {"token_ids": delta.token_ids} if body.return_token_ids else {}
                 lps = logprobs(delta.token_ids, delta.logprobs, delta.top_logprobs)
+                so_far = sampled.setdefault(delta.completion_index, ([], []))
+                so_far[0].extend(delta.token_ids)
+                so_far[1].extend(delta.logprobs)
                 if tool_format is None:
+                    said[delta.completion_index] = said.get(delta.completion_index, "") + delta.text_delta
+                    if delta.finish_reason is not None:
+                        await record(*so_far, version, delta.finish_reason, {"content": said[delta.completion_index]}, True)
                     return [{**base, "choices": [{
                         "index": delta.completion_index, "delta": {"role": "assistant", "content": delta.text_delta},
                         "finish_reason": delta.finish_reason, "logprobs": lps, **extra}]}]
                 held = filters.setdefault(delta.completion_index, StreamingToolFilter(tool_format))
                 content = held.feed(delta.text_delta)
+                said[delta.completion_index] = said.get(delta.completion_index, "") + content
                 if delta.finish_reason is None:
                     return [{**base, "choices": [{"index": delta.completion_index,
                                                   "delta": {"role": "assistant", "content": content},
@@ -183,6 +230,8 @@ def create_app(core: PolicyCore) -> FastAPI:
                 message = {"role": "assistant", "content": content + rest}
                 if calls:
                     message["tool_calls"] = [{"index": k, **_tool_call(call)} for k, call in enumerate(calls)]
+                await record(*so_far, version, delta.finish_reason, {
+                    "content": said[delta.completion_index] + rest, "tool_calls": message.get("tool_calls", ())}, True)
                 return [{**base, "choices": [{"index": delta.completion_index, "delta": message,
                                               "finish_reason": _finish(delta.finish_reason, calls),
                                               "logprobs": lps, **extra}]}]
@@ -200,6 +249,7 @@ def create_app(core: PolicyCore) -> FastAPI:
                 if calls:
                     message = {"role": "assistant", "content": reply.content,
                                "tool_calls": [_tool_call(call) for call in calls]}
+            await record(c.token_ids, c.logprobs, version, c.finish_reason, message, False)
             choice = {"index": j, "message": message, "finish_reason": _finish(c.finish_reason, calls),
                       "logprobs": logprobs(c.token_ids, c.logprobs, c.top_logprobs)}
             if body.return_token_ids:
@@ -278,6 +328,24 @@ def _render_chat(renderer, body: ChatRequest) -> tuple[list[int], ToolFormat | N
     return renderer.tokenize(text, add_special_tokens=False), tool_format
 
 
+async def _session_prompt(captured: CapturedSessions, session_id: str, renderer,
+                          body: ChatRequest) -> tuple[SessionCall, ToolFormat | None]:
+    """The call's prompt in a captured session (`capture.py`): the plain rendering checks the
+    messages and gives the tool format; the previous call's tokens replace it where the
+    history extends that call."""
+    ids, tool_format = _render_chat(renderer, body)
+    entries = [m.template_entry(f"messages[{i}]") for i, m in enumerate(body.messages)]
+    tools = [tool.model_dump(exclude_none=True) for tool in body.tools or ()] if body.uses_tools else None
+    return await captured.prompt(session_id, entries, tools, lambda: ids), tool_format
+
+
+def _support(spec: SamplingSpec) -> SamplingSupport | None:
+    """The truncation a completion was sampled with (None: the full vocabulary)."""
+    if spec.temperature > 0 and (spec.top_k > 0 or spec.top_p < 1):
+        return SamplingSupport(temperature=spec.temperature, top_k=spec.top_k, top_p=spec.top_p)
+    return None
+
+
 def _tool_call(call: ParsedCall) -> dict:
     return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
             "function": {"name": call.name, "arguments": call.arguments}}
@@ -303,7 +371,8 @@ async def _stream(core: PolicyCore, prompts: list[list[int]], spec, chunks: Call
             delta, version = first
             while True:
                 completion_tokens += len(delta.token_ids)
-                for payload in chunks(delta, version):
+                payloads = chunks(delta, version)
+                for payload in await payloads if inspect.isawaitable(payloads) else payloads:
                     yield _sse(payload)
                 try:
                     delta, version = await deltas.__anext__()

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2
 from outrider.config.policy import PolicyServiceConfig
 from outrider.proto.v1 import policy_pb2, policy_pb2_grpc
 from outrider.serving import BuiltServer, build_server
+from outrider.services.policy.capture import CapturedSessions
 from outrider.services.policy.core import PolicyCore
 from outrider.services.policy.factory import build_core
 from outrider.services.policy.openai_http import create_app
@@ -85,6 +86,8 @@ class PolicyServer(BuiltServer):
                 await self.http.stop()
         finally:
             if self.core is not None:
+                if self.core.sessions is not None:
+                    self.core.sessions.close()
                 await self.core.backend.shutdown()
 
 
@@ -96,6 +99,8 @@ async def create_server(cfg: PolicyServiceConfig) -> PolicyServer:
         built = build_server(
             cfg.server, lambda server: policy_pb2_grpc.add_PolicyServiceServicer_to_server(servicer, server), [SERVICE_NAME]
         )
+        if cfg.capture.redis_url is not None and cfg.http_port is not None:
+            core.sessions = CapturedSessions(cfg.capture, core.renderer)
         http = HttpFront(core, cfg.server.host, cfg.http_port, cfg.server.grace_s) if cfg.http_port is not None else None
     except BaseException:
         await core.backend.shutdown()

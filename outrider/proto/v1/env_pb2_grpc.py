@@ -69,6 +69,11 @@ class EnvServiceStub:
                 request_serializer=outrider_dot_v1_dot_env__pb2.CloseSessionRequest.SerializeToString,
                 response_deserializer=outrider_dot_v1_dot_env__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
+        self.RunAgent = channel.unary_unary(
+                '/outrider.v1.EnvService/RunAgent',
+                request_serializer=outrider_dot_v1_dot_env__pb2.RunAgentRequest.SerializeToString,
+                response_deserializer=outrider_dot_v1_dot_env__pb2.RunAgentResponse.FromString,
+                _registered_method=True)
 
 
 class EnvServiceServicer:
@@ -120,6 +125,14 @@ class EnvServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunAgent(self, request, context):
+        """Play one episode of an `agent` environment: run its program in the sandbox against
+        a captured policy session, then verify its final output (docs/agents.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EnvServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +170,11 @@ def add_EnvServiceServicer_to_server(servicer, server):
                     servicer.CloseSession,
                     request_deserializer=outrider_dot_v1_dot_env__pb2.CloseSessionRequest.FromString,
                     response_serializer=outrider_dot_v1_dot_env__pb2.CloseSessionResponse.SerializeToString,
+            ),
+            'RunAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunAgent,
+                    request_deserializer=outrider_dot_v1_dot_env__pb2.RunAgentRequest.FromString,
+                    response_serializer=outrider_dot_v1_dot_env__pb2.RunAgentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +366,33 @@ class EnvService:
             '/outrider.v1.EnvService/CloseSession',
             outrider_dot_v1_dot_env__pb2.CloseSessionRequest.SerializeToString,
             outrider_dot_v1_dot_env__pb2.CloseSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/outrider.v1.EnvService/RunAgent',
+            outrider_dot_v1_dot_env__pb2.RunAgentRequest.SerializeToString,
+            outrider_dot_v1_dot_env__pb2.RunAgentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,11 +15,13 @@ class InfraFailure(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INFRA_FAILURE_ENV_UNAVAILABLE: _ClassVar[InfraFailure]
     INFRA_FAILURE_POLICY_TIMEOUT: _ClassVar[InfraFailure]
     INFRA_FAILURE_REWARD_ERROR: _ClassVar[InfraFailure]
+    INFRA_FAILURE_AGENT_FAILED: _ClassVar[InfraFailure]
 INFRA_FAILURE_NONE: InfraFailure
 INFRA_FAILURE_ENV_ERROR: InfraFailure
 INFRA_FAILURE_ENV_UNAVAILABLE: InfraFailure
 INFRA_FAILURE_POLICY_TIMEOUT: InfraFailure
 INFRA_FAILURE_REWARD_ERROR: InfraFailure
+INFRA_FAILURE_AGENT_FAILED: InfraFailure
 
 class Turn(_message.Message):
     __slots__ = ("start", "completion_length", "observation_length", "policy_version", "env_reward", "finish_reason", "sampling", "segments")

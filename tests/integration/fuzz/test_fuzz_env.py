@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 SERVICE = env_pb2.DESCRIPTOR.services_by_name["EnvService"]
 SHARES = {
-    "ListEnvs": 0.05, "ListTasks": 0.15, "CreateSession": 0.2, "Step": 0.25, "CloseSession": 0.1,
-    "RegisterEnv": 0.15, "UnregisterEnv": 0.1,
+    "ListEnvs": 0.05, "ListTasks": 0.15, "CreateSession": 0.2, "Step": 0.2, "CloseSession": 0.1,
+    "RunAgent": 0.05, "RegisterEnv": 0.15, "UnregisterEnv": 0.1,
 }
 """Fraction of the service's cases per method, in the order they run."""
 
@@ -80,6 +80,7 @@ def env_service(tmp_path_factory):
         "outrider.v1.CreateSessionRequest.task_id": st.one_of(st.sampled_from(task_ids), strings(16)),
         "outrider.v1.StepRequest.session_id": st.one_of(st.sampled_from(sessions), strings(16)),
         "outrider.v1.CloseSessionRequest.session_id": st.one_of(st.sampled_from(sessions), strings(16)),
+        "outrider.v1.RunAgentRequest.env": st.one_of(st.sampled_from(BUILTIN_ENV_NAMES), strings(16)),
         "outrider.v1.Action.text": text_actions(),
         "outrider.v1.EnvSpec.name": st.one_of(st.sampled_from([*BUILTIN_ENV_NAMES, "fuzzed"]), strings(16)),
         "outrider.v1.PythonEntryPoint.entry_point": st.one_of(st.sampled_from(ENTRY_POINTS), strings(32)),

@@ -234,9 +234,13 @@ HUGE = {
 
 
 @pytest.mark.parametrize("text", HUGE.values(), ids=HUGE.keys())
-def test_a_megabyte_is_read_in_well_under_a_second(text):
-    # CPU time, so that other work on the machine does not count; measured ~0.05-0.4 s.
+def test_a_megabyte_is_read_in_seconds_not_minutes(text):
+    # A guard against superlinear scans, not a speed test (bench/ measures speed): a
+    # quadratic pass over a megabyte takes minutes (the "1e99999999" reference held the
+    # reward service for ~4.5 min), a linear one well under a second of CPU time
+    # (measured 0.05-1.0 s on our 2-core boxes, the slowest on an AVX2-only EPYC), so
+    # the bound leaves room for slow machines and still fails on quadratic work.
     start = time.process_time()
     extract_answer(text)
     answers.answer_text(text)
-    assert time.process_time() - start < 1.0
+    assert time.process_time() - start < 5.0

@@ -142,7 +142,9 @@ def test_unknown_and_camel_case_fields_are_refused_with_the_snake_case_name():
     problems = problems_of({"name": "x", "remote": {"address": "127.0.0.1:1", "timeoutS": 5}, "maxTurns": 3, "turns": 2})
     assert problems["maxTurns"] == "unknown field; did you mean 'max_turns'? (field names are snake_case, as in the proto)"
     assert problems["remote.timeoutS"] == "unknown field; did you mean 'timeout_s'? (field names are snake_case, as in the proto)"
-    assert problems["turns"].startswith("unknown field; valid: name, version, description, python, remote, tools, max_turns,")
+    # Every field, in the proto's order (the kinds of the `kind` oneof after `remote`, whichever there are).
+    assert problems["turns"].startswith("unknown field; valid: name, version, description, python, remote, ")
+    assert problems["turns"].endswith(", tools, max_turns, sandbox, reward, params")
 
 
 def test_env_validate_prints_the_yaml_field_paths(tmp_path):
