@@ -9,6 +9,9 @@ export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/outrider/torch_extensions
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 PYTEST_ARGS ?=
+# Test files run on this many workers (pytest-xdist, a file's tests stay together): many
+# tests wait on services they start, so two workers keep a 2-core box busy. 0: one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup test demo proto helm-schema catalog clean
 
@@ -17,7 +20,7 @@ setup:
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
 test: setup
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 demo: setup
 	@$(PY) -m outrider.cli.main demo

@@ -11,7 +11,6 @@ from a plain HF forward pass (testkit.policy.hf_logprobs) and from ScoreTokens.
 from __future__ import annotations
 
 import json
-import uuid
 
 import openai
 import pytest
@@ -21,32 +20,24 @@ from transformers import AutoTokenizer
 from outrider.clients.policy import PolicyClient
 from outrider.rollout.assembly import assemble
 from outrider.transport.capture import CaptureStore
-from testkit.policy import PolicyServerThread, hf_logprobs, max_abs_diff, policy_config
-from testkit.tool_model import ASK, CALL, MODEL, REPLY, TOOLS, build_tool_model
+from testkit.policy import hf_logprobs, max_abs_diff
+from testkit.tool_model import ASK, CALL, MODEL, REPLY, TOOLS
+
+
+@pytest.fixture
+def folder(tool_model):
+    return tool_model
+
+
+@pytest.fixture
+def server(tool_server):
+    return tool_server
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return build_tool_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def prefix():
-    return f"test-capture-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def server(folder, any_redis_url, prefix):
-    cfg = policy_config("hf", model=str(folder), served_model_name=MODEL,
-                        capture={"redis_url": any_redis_url, "prefix": prefix})
-    with PolicyServerThread(cfg) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def store(any_redis_url, prefix):
+def store(any_redis_url, capture_prefix):
     client = redis.Redis.from_url(any_redis_url)
-    yield CaptureStore(client, prefix)
+    yield CaptureStore(client, capture_prefix)
     client.close()
 
 
@@ -99,12 +90,15 @@ def test_three_calls_with_a_tool_call_assemble_into_one_exact_sequence(server, s
              [len(p3) + i for i in range(len(c3))]
     assert [i for i, m in enumerate(trajectory.loss_mask) if m] == masked
 
+    # The sampled log-probs are the policy's own: ScoreTokens of the assembled tokens gives them
+    # back to 1e-5 (HF float32; vLLM on CPU: ~1e-6, its prefill and decode kernels round
+    # differently), and so does a plain HF forward pass (vLLM: to 1e-3, other kernels).
     sampled = [trajectory.logprobs[i] for i in masked]
     start = trajectory.prompt_length
-    [reference] = hf_logprobs(folder, [(expected, start)])
-    assert max_abs_diff([sampled], [[reference[i - start] for i in masked]]) < 1e-5
     scored = PolicyClient(server.address).score_tokens([(expected, start)]).sequences[0].logprobs
     assert max_abs_diff([sampled], [[scored[i - start] for i in masked]]) < 1e-5
+    [reference] = hf_logprobs(folder, [(expected, start)])
+    assert max_abs_diff([sampled], [[reference[i - start] for i in masked]]) < (1e-3 if server.backend == "vllm" else 1e-5)
 
 
 def test_a_rewritten_history_starts_a_second_sequence_of_the_episode(server, store):

@@ -15,25 +15,17 @@ import openai
 import pytest
 from transformers import AutoTokenizer
 
-from testkit.policy import PolicyServerThread, policy_config
-from testkit.tool_model import ASK, CALL, MODEL, REPLY, TOOLS, build_tool_model
+from testkit.tool_model import ASK, CALL, MODEL, REPLY, TOOLS
+
+
+@pytest.fixture
+def oai(tool_server):
+    return openai.OpenAI(base_url=tool_server.http_url, api_key="x", max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return build_tool_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module", params=["hf", pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.slow])])
-def oai(request, folder):
-    cfg = policy_config(request.param, model=str(folder), served_model_name=MODEL)
-    with PolicyServerThread(cfg) as server:
-        yield openai.OpenAI(base_url=server.http_url, api_key="x", max_retries=0, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(folder):
-    return AutoTokenizer.from_pretrained(str(folder))
+def tokenizer(tool_model):
+    return AutoTokenizer.from_pretrained(str(tool_model))
 
 
 def reference_ids(tokenizer, messages, tools=None) -> list[int]:
