@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import typer
@@ -10,6 +11,9 @@ import yaml
 
 from outrider.cli.addresses import address_option, resolve_address
 from outrider.config import ConfigError
+
+if TYPE_CHECKING:
+    from outrider.proto.v1 import env_pb2
 
 app = typer.Typer(help="Environments of an env service: register specs, list, play.", no_args_is_help=True)
 
@@ -85,8 +89,20 @@ def list_envs(address: str | None = ADDRESS, full: bool = typer.Option(False, "-
         typer.echo(yaml.safe_dump([spec_to_dict(spec) for spec in specs], sort_keys=False), nl=False)
         return
     for spec in specs:
-        where = spec.remote.address if spec.WhichOneof("kind") == "remote" else spec.python.entry_point
-        typer.echo(f"{spec.name:<16} {spec.version:<8} max_turns={spec.max_turns:<3} {where}")
+        typer.echo(f"{spec.name:<16} {spec.version:<8} max_turns={spec.max_turns:<3} {spec_location(spec)}")
+
+
+def spec_location(spec: env_pb2.EnvSpec) -> str:
+    """What `env list` shows of where an environment runs, by its kind: the Python entry point,
+    the remote address, the OpenEnv server's base URL, or the agent program's command line."""
+    kind = spec.WhichOneof("kind")
+    if kind == "remote":
+        return spec.remote.address
+    if kind == "openenv":
+        return spec.openenv.base_url
+    if kind == "agent":
+        return " ".join(spec.agent.command)
+    return spec.python.entry_point
 
 
 @app.command()

@@ -105,7 +105,8 @@ class EnvServiceConfig(ConfigModel):
     list_tasks_page_size: int = Field(100, ge=1, le=100_000)
     """Tasks returned by ListTasks when the request's limit is 0."""
     remote_timeout_s: float = Field(30.0, gt=0, le=3600)
-    """Deadline of a call proxied to a remote environment whose spec gives none, seconds."""
+    """Deadline of a call proxied to a remote environment (`remote.timeout_s`) or to an OpenEnv
+    server (`openenv.timeout_s`) whose spec gives none, seconds."""
     sandbox: SandboxConfig = SandboxConfig()
     """The sandbox of code-running environments."""
     agent_gateway: str | None = Field(None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
@@ -133,7 +134,8 @@ class EnvServiceConfig(ConfigModel):
         default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"], max_length=1024
     )
     """`host:port` patterns (shell-style: `*`, `?`, `[...]`; case-insensitive) a remote spec's
-    address must match, e.g. `envs.example.svc:50071` or `*.envs.svc:*`. Link-local and
+    address and an openenv spec's `base_url` (its host and port; the scheme's port when it
+    names none) must match, e.g. `envs.example.svc:50071` or `*.envs.svc:*`. Link-local and
     unspecified addresses, metadata host names and gRPC schemes such as `unix:` are refused
     whatever this says."""
 

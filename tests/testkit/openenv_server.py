@@ -12,6 +12,10 @@ ends the episode (reward 0). Observation {"text", "attempt"}; metadata {"attempt
 "distance"} (distance only for numbers). Special guesses make the server misbehave:
 "crash" (the environment raises: HTTP 500 / EXECUTION_ERROR), "garbage" (a reply that is
 not JSON), "null" (reward null), "slow" (answers after 3 s).
+
+The server keeps its own account of what it served, `app.state.served`: one record per
+reset (`seed`, `target`, `episode_id`) with the guesses its steps received, so that a test
+can count and score the episodes independently of the client that played them.
 """
 
 from __future__ import annotations
@@ -48,14 +52,18 @@ class Misbehave(Exception):
 class Guess:
     """One episode of the game (an OpenEnv environment: reset, step, state)."""
 
-    def __init__(self):
+    def __init__(self, served: list[dict] | None = None):
         self.target, self.attempts, self.episode_id = None, 0, None
+        self.served, self.record = served, None
 
     def reset(self, seed: int | None = None, episode_id: str | None = None, low: int = 0, high: int = 9) -> dict:
         if low > high:
             raise ValueError(f"low {low} is above high {high}")
         self.target, self.attempts, self.episode_id = low + (seed or 0) % (high - low + 1), 0, episode_id
         self.low, self.high = low, high
+        if self.served is not None:
+            self.record = {"episode_id": episode_id, "seed": seed, "target": self.target, "guesses": []}
+            self.served.append(self.record)
         return {"observation": {"text": f"Guess an integer from {low} to {high}.", "attempt": 0}, "reward": None, "done": False}
 
     async def step(self, action: GuessAction) -> dict:
@@ -68,6 +76,8 @@ class Guess:
         if self.target is None:
             raise RuntimeError("step before reset")
         self.attempts += 1
+        if self.record is not None:
+            self.record["guesses"].append(action.guess)
         try:
             number = int(action.guess.strip())
         except ValueError:
@@ -91,7 +101,8 @@ def null_reply(game: Guess) -> dict:
 
 def make_app(max_connections: int = 8) -> FastAPI:
     app = FastAPI()
-    shared = Guess()  # the HTTP routes' one environment
+    served: list[dict] = []  # every episode played, over either transport (see the module's docstring)
+    shared = Guess(served)  # the HTTP routes' one environment
     open_connections = []
 
     @app.get("/health")
@@ -136,7 +147,7 @@ def make_app(max_connections: int = 8) -> FastAPI:
             await websocket.send_text(json.dumps({"type": "error", "data": data}))
             await websocket.close()
             return
-        game = Guess()
+        game = Guess(served)
         open_connections.append(game)
         try:
             while True:
@@ -167,6 +178,7 @@ def make_app(max_connections: int = 8) -> FastAPI:
             open_connections.remove(game)
 
     app.state.open_connections = open_connections
+    app.state.served = served
     return app
 
 

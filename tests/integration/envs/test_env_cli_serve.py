@@ -16,6 +16,7 @@ pytestmark = pytest.mark.sandbox
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CLI = [sys.executable, "-m", "outrider.cli.main"]
+OPENENV_URL = "http://127.0.0.1:9"
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -27,11 +28,18 @@ def served_env(tmp_path_factory):
     """The env service started the way users start it; yields its address."""
     folder = tmp_path_factory.mktemp("env-serve")
     config = folder / "env.yaml"
+    # An OpenEnv spec is registered without reaching its server (nothing listens at OPENENV_URL).
+    openenv = folder / "guess-openenv.yaml"
+    openenv.write_text(yaml.safe_dump({
+        "name": "guess-openenv",
+        "openenv": {"base_url": OPENENV_URL, "action_field": "guess", "seed_tasks": {"train": 2}},
+    }))
+    examples = REPO_ROOT / "examples" / "envs"
     config.write_text(yaml.safe_dump({
         "kind": "env",
         "server": {"port": 0, "metrics_port": None},
         "builtin_envs": ["math", "guess-number"],
-        "spec_files": [str(REPO_ROOT / "examples" / "envs" / "guess-number-small.yaml")],
+        "spec_files": [str(examples / "guess-number-small.yaml"), str(examples / "calculator-agent.yaml"), str(openenv)],
     }))
     process = subprocess.Popen([*CLI, "serve", "env", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     line = process.stdout.readline()
@@ -48,7 +56,21 @@ def test_serve_registers_builtins_and_spec_files_from_config(served_env):
     listed = cli("env", "list", "--address", served_env)
     assert listed.returncode == 0, listed.stderr
     names = [line.split()[0] for line in listed.stdout.splitlines()]
-    assert names == ["guess-number", "guess-number-small", "math"]
+    assert names == ["calculator-agent", "guess-number", "guess-number-small", "guess-openenv", "math"]
+
+
+def test_list_shows_where_each_kind_of_environment_runs(served_env):
+    listed = cli("env", "list", "--address", served_env)
+    assert listed.returncode == 0, listed.stderr
+    # The last column, after `max_turns=N`: entry point, base URL or command line, as the specs give them.
+    where = {line.split()[0]: line.split("max_turns=", 1)[1].split(None, 1)[1] for line in listed.stdout.splitlines()}
+    assert where == {
+        "calculator-agent": "python3 /agent/agent.py",  # examples/envs/calculator-agent.yaml's agent.command
+        "guess-number": "outrider.envs.builtin.guess_number_env:GuessNumberEnv",
+        "guess-number-small": "outrider.envs.builtin.guess_number_env:GuessNumberEnv",
+        "guess-openenv": OPENENV_URL,
+        "math": "outrider.envs.builtin.math_env:MathEnv",
+    }
 
 
 def test_register_a_yaml_spec_then_list_and_play_it(served_env, tmp_path):
