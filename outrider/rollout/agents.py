@@ -64,7 +64,7 @@ class AgentPlayer:
 
     def _episode(self, task: common_pb2.Task, index: int, seed: int) -> Episode:
         episode = Episode(index=index)
-        session = self.store.open(label=f"{task.env}/{task.id}/{index}")
+        session = self.store.open(label=f"{task.env}/{task.id}/seed-{seed}")
         try:
             reply = self.env.run_agent(task.env, task.id, session, seed=seed, model=self.model,
                                        timeout_s=self.cfg.agents.run_timeout_s)

@@ -69,7 +69,7 @@ class AgentEpisodes:
         try:
             messages = list(opened.observation.messages)
             prompt = next((m.content for m in reversed(messages) if m.role == "user"), "")
-            task = {"id": request.task_id, "env": spec.name, "prompt": prompt,
+            task = {"id": request.task_id, "env": spec.name, "seed": request.seed, "prompt": prompt,
                     "messages": [{"role": m.role, "content": m.content} for m in messages]}
             run = await self._run(spec, request, task)
             response = env_pb2.RunAgentResponse(

@@ -145,3 +145,96 @@ async def test_agent_environments_refuse_what_they_cannot_do(start_env_service, 
     with pytest.raises(grpc.aio.AioRpcError) as gateway:
         await no_gateway.RunAgent(env_pb2.RunAgentRequest(env="slow-agent", task_id="x", session_id="s" * 22))
     assert gateway.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "agent_gateway" in gateway.value.details()
+
+
+MIXED_AGENT = """
+import json, os, sys, time
+from openai import OpenAI
+seed = json.loads(os.environ["OUTRIDER_TASK"])["seed"]
+reply = OpenAI().chat.completions.create(model="", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+if seed % 100 == 0:  # waits to be killed
+    print("one call made", file=sys.stderr, flush=True)
+    time.sleep(120)
+if seed % 100 == 1:  # breaks on its own
+    sys.exit(3)
+print("Answer: 42")
+"""
+
+
+@pytest.fixture
+def mixed_agent_spec(tmp_path):
+    folder = Path(tempfile.mkdtemp(prefix="outrider-mixed-agent-"))
+    folder.chmod(0o755)
+    (folder / "agent.py").write_text(MIXED_AGENT)
+    marker = f"marker-{uuid.uuid4().hex}"
+    spec = tmp_path / "mixed.yaml"
+    spec.write_text(f"name: mixed-agent\nagent:\n  command: [python3, /agent/agent.py, {marker}]\n"
+                    f"  directory: {folder}\n  tasks_from: math\n  host_python_packages: true\n")
+    yield spec, marker
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("failure_reward", [None, -1.0])
+async def test_a_group_keeps_what_each_agent_run_was(start_env_service, policy, mixed_agent_spec, failure_reward):
+    """Three agents of one group: killed (infrastructure: left out), exit 3 (the agent's own
+    failure: left out, or trained with rollout.agents.failure_reward), and a verified answer."""
+    import asyncio
+
+    from outrider.clients.env import EnvClient
+    from outrider.config.rollout import RolloutConfig
+    from outrider.proto.v1.trajectory_pb2 import (
+        INFRA_FAILURE_AGENT_FAILED,
+        INFRA_FAILURE_ENV_ERROR,
+        INFRA_FAILURE_NONE,
+    )
+    from outrider.rollout.agents import AgentPlayer
+    from outrider.rollout.episodes import build_group
+
+    spec, marker = mixed_agent_spec
+    _, store = policy
+    built, stub = await started(start_env_service, policy, spec)
+    [task] = (await stub.ListTasks(env_pb2.ListTasksRequest(env="mixed-agent", limit=1, include_reference=True))).tasks
+    config = RolloutConfig(group_size=3, agents={"failure_reward": failure_reward})
+    with EnvClient(f"127.0.0.1:{built.port}") as env:
+        player = AgentPlayer(env, store, config, MODEL)
+        seed = 100 if failure_reward is None else 200  # sessions of the two runs apart (labels name seeds)
+        playing = asyncio.ensure_future(asyncio.to_thread(player.play, task, seed=seed))
+        deadline = time.monotonic() + 120
+        while not _session_calls(store, f"mixed-agent/{task.id}/seed-{seed}"):  # episode 0 made its call
+            assert time.monotonic() < deadline and not playing.done(), "the waiting agent never made its call"
+            await asyncio.sleep(0.2)
+        [pid] = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                 and _cmdline(p).split("\0")[1:3] == ["/agent/agent.py", marker] and f'"seed": {seed}' in _environ(p)]
+        os.kill(pid, signal.SIGKILL)
+        episodes = await playing
+    killed, broken, answered = episodes
+    assert killed.failure == INFRA_FAILURE_ENV_ERROR and "signal 9" in killed.error
+    assert answered.error == "" and answered.turns[-1].env_reward == (1.0 if task.reference == "42" else 0.0)
+    group = build_group(task, "g", episodes).group
+    by_id = {t.trajectory_id: t for t in group.trajectories}
+    assert by_id["g/0"].infra_failure == INFRA_FAILURE_ENV_ERROR
+    if failure_reward is None:
+        assert broken.failure == INFRA_FAILURE_AGENT_FAILED and "status 3" in broken.error
+        assert by_id["g/1"].infra_failure == INFRA_FAILURE_AGENT_FAILED
+    else:
+        assert broken.error == "" and broken.turns[-1].env_reward == -1.0
+        assert by_id["g/1"].infra_failure == INFRA_FAILURE_NONE
+        assert by_id["g/1"].status.source == "agent" and "status 3" in by_id["g/1"].status.message
+    assert by_id["g/2"].infra_failure == INFRA_FAILURE_NONE and by_id["g/2"].status.code == 1
+    # Every episode made its one call before it ended, and each became one sequence.
+    assert all(len(t.turns) == 1 and sum(t.loss_mask) > 0 for t in group.trajectories)
+
+
+def _environ(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _session_calls(store: CaptureStore, label: str) -> int:
+    """Calls recorded in the session that has `label` (the player opens it; we only look)."""
+    for key in store.client.scan_iter(f"{store.prefix}:*:meta"):
+        if store.client.hget(key, "label") == label.encode():
+            return store.client.llen(key.decode().removesuffix(":meta") + ":calls")
+    return 0
