@@ -46,9 +46,6 @@ class AgentEpisodes:
         self.gateway = cfg.agent_gateway
         self.default_limits = Limits.from_config(cfg.agent_limits)
 
-    def tasks_env(self, spec: env_pb2.EnvSpec) -> str:
-        return spec.agent.tasks_from
-
     async def run(self, request: env_pb2.RunAgentRequest) -> env_pb2.RunAgentResponse:
         entry = self.core._env(request.env)
         spec = entry.spec

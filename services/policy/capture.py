@@ -128,16 +128,15 @@ class CapturedSessions:
         if state != "open":
             raise SessionGone(f"session {session_id!r}: the session is closed and takes no more calls")
 
-    async def prompt(self, session_id: str, entries: list[dict], tools: list[dict] | None, render) -> SessionCall:
+    async def prompt(self, session_id: str, entries: list[dict], tools: list[dict] | None,
+                     rendered: list[int]) -> SessionCall:
         """Check the session is open, then the call's prompt: spliced onto the previous
-        call where the history extends it, else `render()` (the plain rendering)."""
+        call where the history extends it, else `rendered` (the plain rendering)."""
         await self.check_open(session_id)
         previous = await asyncio.to_thread(self.store.last, session_id)
         ids = splice_prompt(self.renderer, entries, tools, previous) if previous is not None else None
-        spliced = ids is not None
-        if ids is None:
-            ids = render()
-        return SessionCall(session_id, ids, spliced, messages_digest(entries), len(entries))
+        return SessionCall(session_id, ids if ids is not None else rendered, ids is not None,
+                           messages_digest(entries), len(entries))
 
     async def record(self, call: SessionCall, *, token_ids: list[int], logprobs: list[float], version: int,
                      finish_reason: str | None, content: str, tool_call_ids: list[str], sampling, streamed: bool) -> int:

@@ -336,7 +336,7 @@ async def _session_prompt(captured: CapturedSessions, session_id: str, renderer,
     ids, tool_format = _render_chat(renderer, body)
     entries = [m.template_entry(f"messages[{i}]") for i, m in enumerate(body.messages)]
     tools = [tool.model_dump(exclude_none=True) for tool in body.tools or ()] if body.uses_tools else None
-    return await captured.prompt(session_id, entries, tools, lambda: ids), tool_format
+    return await captured.prompt(session_id, entries, tools, ids), tool_format
 
 
 def _support(spec: SamplingSpec) -> SamplingSupport | None:

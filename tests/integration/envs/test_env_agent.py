@@ -10,6 +10,7 @@ for its last call; a SIGKILLed agent leaves the calls it made in Redis.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -49,18 +50,28 @@ def policy(tmp_path_factory, any_redis_url):
     client.close()
 
 
+@contextlib.contextmanager
+def agent_spec(tmp_path, name: str, code: str):
+    """A spec file of an agent environment `name` running `code`; yields (spec, marker), the
+    marker being the agent's last argument (to find its process)."""
+    # The agent's folder must be readable by the sandbox's own uid: not under pytest's 0700 tmp.
+    folder = Path(tempfile.mkdtemp(prefix=f"outrider-{name}-"))
+    folder.chmod(0o755)
+    (folder / "agent.py").write_text(code)
+    marker = f"marker-{uuid.uuid4().hex}"
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(f"name: {name}\nagent:\n  command: [python3, /agent/agent.py, {marker}]\n"
+                    f"  directory: {folder}\n  tasks_from: math\n  host_python_packages: true\n")
+    try:
+        yield spec, marker
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def slow_agent_spec(tmp_path):
-    # The agent's folder must be readable by the sandbox's own uid: not under pytest's 0700 tmp.
-    folder = Path(tempfile.mkdtemp(prefix="outrider-slow-agent-"))
-    folder.chmod(0o755)
-    (folder / "agent.py").write_text(SLOW_AGENT)
-    marker = f"marker-{uuid.uuid4().hex}"
-    spec = tmp_path / "slow.yaml"
-    spec.write_text(f"name: slow-agent\nagent:\n  command: [python3, /agent/agent.py, {marker}]\n"
-                    f"  directory: {folder}\n  tasks_from: math\n  host_python_packages: true\n")
-    yield spec, marker
-    shutil.rmtree(folder, ignore_errors=True)
+    with agent_spec(tmp_path, "slow-agent", SLOW_AGENT) as made:
+        yield made
 
 
 async def started(start_env_service, policy, *spec_files):
@@ -163,15 +174,8 @@ print("Answer: 42")
 
 @pytest.fixture
 def mixed_agent_spec(tmp_path):
-    folder = Path(tempfile.mkdtemp(prefix="outrider-mixed-agent-"))
-    folder.chmod(0o755)
-    (folder / "agent.py").write_text(MIXED_AGENT)
-    marker = f"marker-{uuid.uuid4().hex}"
-    spec = tmp_path / "mixed.yaml"
-    spec.write_text(f"name: mixed-agent\nagent:\n  command: [python3, /agent/agent.py, {marker}]\n"
-                    f"  directory: {folder}\n  tasks_from: math\n  host_python_packages: true\n")
-    yield spec, marker
-    shutil.rmtree(folder, ignore_errors=True)
+    with agent_spec(tmp_path, "mixed-agent", MIXED_AGENT) as made:
+        yield made
 
 
 @pytest.mark.parametrize("failure_reward", [None, -1.0])
