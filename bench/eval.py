@@ -115,7 +115,7 @@ def held_out_prompts(run, folder: Path, tasks: int, n: int, seed: int) -> dict[s
     renderer = PromptRenderer(resolve_model(MODEL))
     env_run = run.model_copy(update={"stack": run.stack.model_copy(update={"services": ["env"]})})
     prompts: dict[str, list[int]] = {}
-    with LocalStack(env_run, folder / "prompts") as stack, EnvClient(stack.addresses()["env"]) as env:
+    with LocalStack(env_run, folder / "prompts") as stack, EnvClient(stack.addresses()["env"], credentials=stack.credentials()) as env:
         found = env.list_tasks(ENV, split="test", limit=tasks)
         if len(found) != tasks:
             raise RuntimeError(f"the {ENV!r} test split has {len(found)} tasks, {tasks} wanted")

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from outrider.envs.interface import Message, Task, TaskNotFound
+from outrider.proto import jsontext
 from outrider.proto.v1 import env_pb2
 
 Problem = tuple[str, str]
@@ -104,7 +105,7 @@ def _json_object(text: str, path: str) -> tuple[dict | None, list[Problem]]:
     if len(text) > MAX_JSON:
         return None, [(path, f"longer than {MAX_JSON} characters")]
     try:
-        value = json.loads(text)
+        value = jsontext.loads(text)
     except json.JSONDecodeError as exc:
         return None, [(path, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")]
     if not isinstance(value, dict):

@@ -38,6 +38,7 @@ from outrider.config.base import ConfigError, read_yaml, validation_problems
 from outrider.config.env import SandboxLimitsConfig
 from outrider.envs import openenv
 from outrider.envs.agent import spec as agent_spec
+from outrider.proto import jsontext
 from outrider.proto.v1 import env_pb2
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -254,7 +255,7 @@ def _tool_problems(spec: env_pb2.EnvSpec) -> list[tuple[str, str]]:
         seen.add(tool.name)
         if tool.parameters_json_schema:
             try:
-                schema = json.loads(tool.parameters_json_schema)
+                schema = jsontext.loads(tool.parameters_json_schema)
             except json.JSONDecodeError as exc:
                 problems.append((f"tools[{i}].parameters_json_schema", f"not valid JSON: {exc.msg}"))
                 continue

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from outrider.envs.sandbox import LimitHit, RunResult
+from outrider.proto import jsontext
 from outrider.proto.v1 import env_pb2
 
 OPEN_TAG = "<tool_call>"
@@ -113,7 +114,7 @@ def parse_tool_calls(text: str) -> list[ParsedCall]:
 def _parse_one(body: str) -> ParsedCall:
     raw = body.strip()
     try:
-        data = json.loads(raw)
+        data = jsontext.loads(raw)
     except json.JSONDecodeError as exc:
         return ParsedCall(raw=raw, error=f"the call is not valid JSON ({exc.msg} at position {exc.pos})")
     if not isinstance(data, dict):

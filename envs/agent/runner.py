@@ -22,6 +22,7 @@ import enum
 import json
 import os
 import shutil
+import ssl
 import sysconfig
 import tempfile
 from dataclasses import dataclass
@@ -71,8 +72,11 @@ class GatewayBridge:
     address (the policy service's HTTP port). The sandbox gets the folder; the address is
     the env service's own configuration, never a caller's."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None = None):
+        """`tls`: connect to the gateway over TLS with this context (the agent's bytes
+        travel inside it)."""
         self.host, self.port = host, port
+        self.tls = tls
         self.folder: str | None = None
         self.failures: list[str] = []
         self._server: asyncio.AbstractServer | None = None
@@ -104,7 +108,8 @@ class GatewayBridge:
         self._tasks.add(task)
         try:
             try:
-                up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+                up_reader, up_writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.tls, server_hostname=self.host if self.tls else None)
             except OSError as exc:
                 self.failures.append(f"the policy gateway at {self.host}:{self.port} is unreachable: {exc}")
                 return

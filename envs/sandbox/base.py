@@ -158,6 +158,15 @@ class SandboxOptions:
     """Image of the docker backend."""
     max_concurrent_runs: int = 8
     """Threads that execute `arun` calls."""
+    seccomp: bool = True
+    """bwrap: install the seccomp filter of `outrider.envs.sandbox.seccomp` in the program."""
+    cgroups: str = "auto"
+    """bwrap: per-run cgroups, "auto" (v2, else v1, else rlimits only), "v2", "v1" or "off"."""
+    cgroup_parent: str | None = None
+    """bwrap: hierarchy path under which run cgroups are made; None: v2 the service's own
+    cgroup, v1 `outrider-sandbox` below each controller's mount."""
+    cpu_cores: float | None = 1.0
+    """bwrap with cgroups: CPU rate of one run (cpu.max), cores; None: unlimited."""
 
     @classmethod
     def from_config(cls, cfg) -> SandboxOptions:
@@ -169,6 +178,10 @@ class SandboxOptions:
             "uid_base": cfg.uid_base,
             "docker_image": cfg.docker_image,
             "max_concurrent_runs": cfg.max_concurrent_runs,
+            "seccomp": cfg.seccomp,
+            "cgroups": cfg.cgroups,
+            "cgroup_parent": cfg.cgroup_parent,
+            "cpu_cores": cfg.cpu_cores,
         }
         if cfg.python is not None:
             values["python"] = cfg.python
@@ -252,6 +265,10 @@ class Sandbox(ABC):
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+    def describe(self) -> str:
+        """One line on how this backend isolates and limits runs (bwrap: cgroups or rlimits, seccomp)."""
+        return self.name
 
     def _interpreter(self) -> str:
         """What `python3` in a command means for this backend."""

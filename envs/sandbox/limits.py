@@ -2,7 +2,9 @@
 
 `prlimit --as=... -- CMD` sets its own limits and execs CMD, so they are in
 place before the first instruction of the program and inherited by everything
-it starts. RLIMIT_CPU is in whole seconds: the soft limit (SIGXCPU, which kills
+it starts. They count per process (RLIMIT_NPROC: per uid): four processes may each
+use RLIMIT_AS bytes. bwrap runs add per-run cgroups where the host allows
+(`outrider.envs.sandbox.cgroups`), which count the run as a whole. RLIMIT_CPU is in whole seconds: the soft limit (SIGXCPU, which kills
 a program that does not handle it) is the limit rounded up, the hard limit
 (SIGKILL) one second later.
 """
@@ -15,13 +17,14 @@ import os
 from outrider.envs.sandbox.base import Limits
 
 
-def prlimit_argv(limits: Limits, nproc: int) -> list[str]:
+def prlimit_argv(limits: Limits, nproc: int | None) -> list[str]:
+    """`nproc` None: RLIMIT_NPROC is left as it is (a cgroup's pids.max counts the run instead)."""
     cpu = max(1, math.ceil(limits.cpu_time_s))
     return [
         "prlimit",
         f"--as={limits.memory_bytes}",
         f"--cpu={cpu}:{cpu + 1}",
-        f"--nproc={nproc}",
+        *([f"--nproc={nproc}"] if nproc is not None else []),
         f"--fsize={limits.max_file_bytes}",
         "--core=0",
         "--",

@@ -102,6 +102,8 @@ def run_process(
     kill: Callable[[subprocess.Popen, list[int]], None] | None = None,
     pass_fds: Sequence[int] = (),
     after_start: Callable[[], object] | None = None,
+    prefix: Sequence[str] = (),
+    watch: Callable[[], LimitHit | None] | None = None,
 ) -> RunResult:
     """Run `argv` (already wrapped by the backend) and enforce wall time and output caps.
 
@@ -109,12 +111,16 @@ def run_process(
     it past `limits.cpu_time_s` (for backends where RLIMIT_CPU does not reach the
     program). `kill(process, tree)` is the backend's extra teardown; `after_start()`
     runs once the command has started (e.g. to close the parent's copies of `pass_fds`).
+    `prefix` goes before everything, the uid change included (bwrap's cgroup launcher,
+    which must still be root). `watch()` is polled like the CPU time; a limit it returns
+    stops the run (bwrap: the run's cgroup saw an OOM kill).
     """
     if user is not None:
         # Not Popen(user=...): that makes CPython fork() instead of vfork(), and a
         # fork of a multi-threaded gRPC server runs gRPC's atfork handlers, which
         # can crash the child. setpriv (util-linux) changes the ids after exec.
         argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--", *argv]
+    argv = [*prefix, *argv]
     start = time.perf_counter()
     try:
         process = subprocess.Popen(
@@ -150,9 +156,11 @@ def run_process(
             if now >= deadline:
                 stopped_by = None if exited else LimitHit.WALL_TIME
                 break
-            if watch_cpu and now >= next_cpu_check:
-                if cpu_seconds(process_tree(process.pid)) > limits.cpu_time_s:
+            if (watch_cpu or watch is not None) and now >= next_cpu_check:
+                if watch_cpu and cpu_seconds(process_tree(process.pid)) > limits.cpu_time_s:
                     stopped_by = LimitHit.CPU_TIME
+                    break
+                if watch is not None and (stopped_by := watch()) is not None:
                     break
                 next_cpu_check = now + 2 * _POLL_S
             for key, _ in selector.select(min(_POLL_S, deadline - now)):

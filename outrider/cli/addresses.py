@@ -49,15 +49,17 @@ def running_stacks(root: Path = Path("runs")) -> list[tuple[Path, dict]]:
 
 
 def resolve_address(service: str, given: str | None) -> str:
-    """The address to use, or exit 2 with a line that says how to give one."""
-    if given:
-        return given
-    if os.environ.get(env_var(service)):
-        return os.environ[env_var(service)]
+    """The address to use, or exit 2 with a line that says how to give one. The
+    credentials of a local stack serving that address are used too (`use_stack_credentials`)."""
+    if given or os.environ.get(env_var(service)):
+        address = given or os.environ[env_var(service)]
+        use_stack_credentials(address)
+        return address
     for path, state in running_stacks():
         address = state.get("addresses", {}).get(service)
         if address:
             typer.secho(f"using the {service} service of {path.parent.parent} ({address})", err=True, fg="bright_black")
+            use_stack_credentials(address)
             return address
     typer.secho(
         f"error: no {service} service address: pass --address HOST:PORT, set {env_var(service)}, or start a stack "
@@ -65,3 +67,17 @@ def resolve_address(service: str, given: str | None) -> str:
         fg="red", err=True,
     )
     raise typer.Exit(2)
+
+
+def use_stack_credentials(address: str) -> None:
+    """Without credentials in the environment (OUTRIDER_TOKEN, OUTRIDER_AUTH_DIR), a command
+    calling `address` of a stack running here presents that stack's admin credentials: the
+    person at this machine's shell started the stack and can read its credentials folder
+    anyway. The clients read them from the environment of this (short-lived) process."""
+    if os.environ.get("OUTRIDER_TOKEN") or os.environ.get("OUTRIDER_AUTH_DIR"):
+        return
+    for _, state in running_stacks():
+        if address in state.get("addresses", {}).values() and state.get("auth_dir"):
+            os.environ["OUTRIDER_AUTH_DIR"] = state["auth_dir"]
+            os.environ["OUTRIDER_AUTH_ROLE"] = "admin"
+            return

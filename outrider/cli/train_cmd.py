@@ -53,14 +53,19 @@ def train(
     config: Path = typer.Argument(..., help="run config (YAML)"),
     overrides: list[str] | None = overrides_argument(),
     resume: bool = typer.Option(False, help="continue the run from its last checkpoint"),
-    restarts: int = typer.Option(3, help="restarts allowed per rollout worker and for the learner"),
+    restarts: int = typer.Option(3, help="restarts allowed per rollout worker, for the learner, and per service (and an embedded Redis)"),
     report: bool = typer.Option(True, help="render the HTML report at the end"),
     overwrite: bool = typer.Option(False, help="delete an earlier run in the same run folder and start over"),
+    insecure: bool = typer.Option(False, "--insecure", help="run the services without credentials (any local process may call them)"),
+    mtls: bool = typer.Option(False, "--mtls", help="TLS with client certificates between the run's processes"),
 ) -> None:
     """Train an agent: services, rollout workers and learner, with live progress.
 
-    RUN_DIR/run.yaml records the effective config (overrides included)."""
-    run = _load_run(config, overrides)
+    RUN_DIR/run.yaml records the effective config (overrides included). The services
+    authenticate every call with credentials the run makes for itself (docs/security.md)."""
+    from outrider.cli.stack_cmd import with_auth_flags
+
+    run = with_auth_flags(_load_run(config, overrides), insecure, mtls)
     configure_logging(LogConfig(level="warning"), "train")
     from outrider.stack import StackError
     from outrider.train.runner import TrainError, TrainRun
@@ -137,4 +142,4 @@ def demo(
     """The main job: train SmolLM2-135M-Instruct on multi-turn math, then report."""
     typer.echo(f"Outrider demo: {config}")
     # The demo is meant to be run again and again: a new run replaces the last one.
-    train(config, overrides, resume=resume, restarts=3, report=True, overwrite=not resume)
+    train(config, overrides, resume=resume, restarts=3, report=True, overwrite=not resume, insecure=False, mtls=False)

@@ -18,13 +18,14 @@ from collections.abc import Iterable, Sequence
 import grpc
 
 from outrider.proto.v1 import common_pb2, curriculum_pb2, curriculum_pb2_grpc
+from outrider.serving.credentials import ClientCredentials, open_channel
 
 
 class CurriculumClient:
-    def __init__(self, address: str, timeout_s: float = 30.0):
+    def __init__(self, address: str, timeout_s: float = 30.0, credentials: ClientCredentials | None = None):
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        self._channel = open_channel(address, credentials=credentials)
         self._stub = curriculum_pb2_grpc.CurriculumServiceStub(self._channel)
 
     def next_tasks(self, n: int, env: str = "", include_reference: bool = False) -> list[common_pb2.Task]:

@@ -15,18 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
-
 from outrider.envs.spec import load_spec_file
 from outrider.proto.v1 import common_pb2, env_pb2, env_pb2_grpc
+from outrider.serving.credentials import ClientCredentials, open_channel
 
 
 class EnvClient:
-    def __init__(self, address: str, timeout_s: float = 60.0, max_message_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, address: str, timeout_s: float = 60.0, max_message_bytes: int = 64 * 1024 * 1024,
+                 credentials: ClientCredentials | None = None):
         self.address = address
         self.timeout_s = timeout_s
         options = [("grpc.max_send_message_length", max_message_bytes), ("grpc.max_receive_message_length", max_message_bytes)]
-        self._channel = grpc.insecure_channel(address, options=options)
+        self._channel = open_channel(address, options, credentials)
         self._stub = env_pb2_grpc.EnvServiceStub(self._channel)
 
     def list_envs(self) -> list[env_pb2.EnvSpec]:

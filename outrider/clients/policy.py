@@ -15,10 +15,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Union
 
-import grpc
-
 from outrider.proto.chat import Message
 from outrider.proto.v1 import common_pb2, policy_pb2, policy_pb2_grpc
+from outrider.serving.credentials import ClientCredentials, open_channel
 
 ChatMessages = Sequence[Union[Message, Mapping[str, str]]]
 # A prompt: token ids (used verbatim), text (tokenized with special tokens), chat messages
@@ -66,12 +65,14 @@ def sampling_params(
 class PolicyClient:
     """Sync gRPC client; one channel, safe to share between threads."""
 
-    def __init__(self, address: str, *, timeout_s: float | None = 600.0, max_message_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, address: str, *, timeout_s: float | None = 600.0, max_message_bytes: int = 64 * 1024 * 1024,
+                 credentials: ClientCredentials | None = None):
         self.address = address
         self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(
+        self.channel = open_channel(
             address,
             options=[("grpc.max_send_message_length", max_message_bytes), ("grpc.max_receive_message_length", max_message_bytes)],
+            credentials=credentials,
         )
         self.stub = policy_pb2_grpc.PolicyServiceStub(self.channel)
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import grpc
-
 from outrider.proto.v1 import common_pb2, reward_pb2, reward_pb2_grpc
+from outrider.serving.credentials import ClientCredentials, open_channel
 
 ScoreItem = reward_pb2.ScoreItem
 StepsItem = reward_pb2.StepsItem
@@ -23,11 +22,12 @@ ChatMessage = common_pb2.ChatMessage
 
 
 class RewardClient:
-    def __init__(self, address: str, timeout_s: float = 120.0, max_message_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, address: str, timeout_s: float = 120.0, max_message_bytes: int = 64 * 1024 * 1024,
+                 credentials: ClientCredentials | None = None):
         self.address = address
         self.timeout_s = timeout_s
         options = [("grpc.max_send_message_length", max_message_bytes), ("grpc.max_receive_message_length", max_message_bytes)]
-        self._channel = grpc.insecure_channel(address, options=options)
+        self._channel = open_channel(address, options, credentials)
         self._stub = reward_pb2_grpc.RewardServiceStub(self._channel)
 
     def score(self, items: Sequence[reward_pb2.ScoreItem], verifiers: Sequence[str] = ()) -> list[reward_pb2.ScoreResult]:

@@ -16,6 +16,38 @@ class LogConfig(ConfigModel):
     """`json` writes one JSON object per line (for log collectors); `text` is for people."""
 
 
+Role = Literal["client", "admin"]
+"""A caller's role (outrider.serving.auth): `client` uses services, `admin` also changes them
+(RegisterEnv, UnregisterEnv, UpdateWeights)."""
+
+
+class TlsConfig(ConfigModel):
+    cert_file: str = Field(min_length=1)
+    """PEM certificate chain the server presents (its names must match the address clients dial)."""
+    key_file: str = Field(min_length=1)
+    """PEM private key of `cert_file`."""
+    client_ca_file: str | None = None
+    """PEM CA bundle; set, every client must present a certificate this CA signed (mTLS) and
+    its common name selects the role (`auth.cert_roles`)."""
+
+
+class AuthConfig(ConfigModel):
+    """Who may call this server (docs/security.md). With nothing set, the server authenticates
+    no one, which it allows only on a loopback host or with `insecure: true`."""
+
+    token_files: dict[Role, str] = Field(default_factory=dict)
+    """Bearer tokens by role: a file per role with one token per line (several allow
+    rotation); clients send `authorization: Bearer <token>`. Admin tokens pass client calls."""
+    tls: TlsConfig | None = None
+    """Serve TLS (and, with `client_ca_file`, mTLS) instead of plaintext."""
+    cert_roles: dict[str, Role] = Field(default_factory=lambda: {"outrider-admin": "admin", "outrider-client": "client"})
+    """mTLS: role of a verified client certificate by its subject common name; a certificate
+    whose name is not listed is refused (PERMISSION_DENIED)."""
+    insecure: bool = False
+    """Serve without authentication on a non-loopback host (anyone who can connect may
+    replace environments and weights). Must be said explicitly."""
+
+
 class ServerConfig(ConfigModel):
     host: str = "127.0.0.1"
     """Interface the gRPC server binds to; `0.0.0.0` in a container."""
@@ -29,6 +61,15 @@ class ServerConfig(ConfigModel):
     """Calls beyond this many at once are refused with RESOURCE_EXHAUSTED; null: unbounded."""
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     """Largest gRPC message accepted or sent, in bytes."""
+    max_concurrent_rpcs_per_client: int | None = Field(None, ge=1)
+    """Calls one client may have in flight at once (a client: one token or certificate name;
+    without authentication, one peer address); more are refused with RESOURCE_EXHAUSTED.
+    Null: no per-client bound."""
+    per_client_retry_after_ms: int = Field(200, ge=1, le=600_000)
+    """Retry hint of a refusal by `max_concurrent_rpcs_per_client` (trailing metadata
+    `retry-after-ms`, and "retry in N ms" in the message)."""
+    auth: AuthConfig = AuthConfig()
+    """Authentication and roles of callers (tokens, TLS/mTLS)."""
     log: LogConfig = LogConfig()
     """Logging of this process."""
 

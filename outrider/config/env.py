@@ -30,9 +30,11 @@ class SandboxLimitsConfig(ConfigModel):
     cpu_time_s: float = Field(10.0, gt=0, le=3600)
     """CPU-time limit of each process (RLIMIT_CPU; gVisor: measured from the host), seconds."""
     memory_bytes: int = Field(512 * MIB, ge=16 * MIB, le=256 * GIB)
-    """Address-space limit of each process (RLIMIT_AS), bytes."""
+    """Memory of the whole run (bwrap with cgroups: memory.max) and address space of each
+    process (RLIMIT_AS), bytes."""
     max_processes: int = Field(32, ge=1, le=4096)
-    """Most processes and threads the program may have at once (RLIMIT_NPROC of its own user)."""
+    """Most processes and threads the program may have at once (bwrap with cgroups: pids.max of
+    the run; else RLIMIT_NPROC of its own user)."""
     max_output_bytes: int = Field(64 * KIB, ge=KIB, le=64 * MIB)
     """stdout and stderr are each kept up to this many bytes; more output stops the program."""
     max_file_bytes: int = Field(16 * MIB, ge=KIB, le=16 * GIB)
@@ -41,14 +43,15 @@ class SandboxLimitsConfig(ConfigModel):
 
 class SandboxMaximaConfig(SandboxLimitsConfig):
     """The largest limits an EnvSpec's `sandbox` may ask for; the env service refuses a spec
-    above one (RLIMITs are per process: the host must be sized for what specs may ask)."""
+    above one (without cgroups the limits are RLIMITs, per process: the host must be sized for
+    what specs may ask)."""
 
     wall_time_s: float = Field(300.0, gt=0, le=3600)
     """Largest wall-clock limit of one run, seconds."""
     cpu_time_s: float = Field(300.0, gt=0, le=3600)
     """Largest CPU-time limit of each process, seconds."""
     memory_bytes: int = Field(8 * GIB, ge=16 * MIB, le=256 * GIB)
-    """Largest address-space limit of each process, bytes."""
+    """Largest memory limit of one run (and address space of each of its processes), bytes."""
     max_processes: int = Field(256, ge=1, le=4096)
     """Largest process and thread count of one run."""
     max_output_bytes: int = Field(16 * MIB, ge=KIB, le=64 * MIB)
@@ -81,6 +84,18 @@ class SandboxConfig(ConfigModel):
     """Image of the docker backend (must contain python3)."""
     max_concurrent_runs: int = Field(8, ge=1, le=1024)
     """Runs executing at once through `arun`; more wait their turn."""
+    seccomp: bool = True
+    """bwrap: a seccomp filter refuses ptrace, mount, namespaces, keyrings, bpf, perf, module and
+    clock calls... to the program (docs/security.md lists them); off only to debug a program."""
+    cgroups: Literal["auto", "v2", "v1", "off"] = "auto"
+    """bwrap: per-run cgroups so memory, process and CPU limits count the whole run, not each
+    process; `auto` takes v2, else v1, else rlimits only (logged at start); `v2`/`v1` refuse to
+    start without that one."""
+    cgroup_parent: str | None = Field(None, pattern=r"^/?[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
+    """bwrap: cgroup path (in the hierarchy) under which run cgroups are made; null: v2 the
+    service's own cgroup (delegated), v1 `outrider-sandbox` under each controller's mount."""
+    cpu_cores: float | None = Field(1.0, ge=0.01, le=1024)
+    """bwrap with cgroups: CPU rate of one run (cpu.max / cfs quota), cores; null: unlimited."""
 
 
 class EnvServiceConfig(ConfigModel):
@@ -113,6 +128,10 @@ class EnvServiceConfig(ConfigModel):
     """`host:port` of the policy service's HTTP API, the only address agent programs
     (kind `agent`, docs/agents.md) can reach; null: RunAgent is refused. `outrider up` and
     `train` set it."""
+    agent_gateway_tls: bool = False
+    """The gateway serves HTTPS (an mTLS stack): the env service connects with TLS, trusting
+    and presenting its own credentials (OUTRIDER_AUTH_DIR), and relays the agent's plain
+    HTTP inside it; the agent never holds a credential."""
     agent_limits: SandboxLimitsConfig = SandboxLimitsConfig(
         wall_time_s=300, cpu_time_s=300, memory_bytes=8 * GIB, max_processes=128, max_output_bytes=KIB * 64)
     """Default limits of an agent run (an agent spec's `sandbox` overrides them). An agent

@@ -24,13 +24,64 @@ SERVICES_TPL_PATH = SCHEMA_PATH.parent / "templates" / "_services.tpl"
 
 # What the chart says about some services beyond "a Deployment and a Service".
 _SERVICE_NOTES = {"policy": "inference", "curriculum": "keep 1 replica"}
-_SERVICE_VALUES = {"env": {"runtimeClassName": {"type": "string"}}}
+
+# A Kubernetes quantity as the chart's sizes are written: `8Gi`, `500M`, `1.5Ti`.
+_QUANTITY = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?([EPTGMk]i?|[mKk])?$"}
+_UID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_PROFILE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type"],
+    "properties": {"type": {"enum": ["RuntimeDefault", "Unconfined", "Localhost"]}, "localhostProfile": {"type": "string"}},
+}
+_STARTUP_PROBE = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "gRPC startup probe: liveness waits up to failureThreshold x periodSeconds.",
+    "properties": {
+        "periodSeconds": {"type": "integer", "minimum": 1},
+        "failureThreshold": {"type": "integer", "minimum": 1},
+    },
+}
+_SERVICE_VALUES = {
+    "policy": {"shmSizeLimit": _QUANTITY},
+    "env": {
+        "sandbox": {
+            "enum": ["bwrap", "gvisor"],
+            "description": "bwrap: the service's sandbox in a pod with the `bwrap` exceptions; "
+            "gvisor: the pod on runtimeClassName, no exceptions (docs/deploy.md).",
+        },
+        "bwrap": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "What the env container gets so that bwrap can nest a user namespace and mount /proc.",
+            "properties": {
+                "hostUsers": {"type": "boolean"},
+                "procMount": {"enum": ["Default", "Unmasked"]},
+                "seccompProfile": _PROFILE,
+                "appArmorProfile": _PROFILE,
+            },
+        },
+        "runtimeClassName": {"type": "string"},
+    },
+}
 
 _RESOURCES = {"type": "object", "description": "Kubernetes resource requests/limits of the container."}
 _SCHEDULING = {
+    "priorityClassName": {"type": "string"},
     "nodeSelector": {"type": "object"},
     "tolerations": {"type": "array"},
     "affinity": {"type": "object"},
+}
+_PEER = {"type": "object", "description": "A NetworkPolicy selector (matchLabels/matchExpressions)."}
+_RULES_BY_COMPONENT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        name: {"type": "array", "items": {"type": "object"}}
+        for name in (*SERVICE_NAMES, "rolloutWorkers", "learner", "train", "redis")
+    },
 }
 
 
@@ -55,7 +106,11 @@ def _workload(description: str, minimum_replicas: int = 0, **extra) -> dict:
 
 def _service_workload(name: str) -> dict:
     note = f" ({_SERVICE_NOTES[name]})" if name in _SERVICE_NOTES else ""
-    return _workload(f"The {name} service{note}: a Deployment and a Service.", **_SERVICE_VALUES.get(name, {}))
+    return _workload(
+        f"The {name} service{note}: a Deployment and a Service.",
+        startupProbe=_STARTUP_PROBE,
+        **_SERVICE_VALUES.get(name, {}),
+    )
 
 
 def build_schema() -> dict:
@@ -77,6 +132,16 @@ def build_schema() -> dict:
                 "Container image with Outrider installed.",
             ),
             "imagePullSecrets": {"type": "array"},
+            "podSecurity": _obj(
+                {
+                    "runAsUser": _UID,
+                    "runAsGroup": _UID,
+                    "fsGroup": _UID,
+                    "tmpSizeLimit": _QUANTITY,
+                    "cacheSizeLimit": _QUANTITY,
+                },
+                "Non-root user of every Outrider container and the sizes of its writable emptyDirs.",
+            ),
             "config": run_schema,
             "sharedStorage": _obj(
                 {
@@ -91,16 +156,20 @@ def build_schema() -> dict:
                 {
                     "enabled": {"type": "boolean"},
                     "externalUrl": {"type": "string"},
-                    "image": {"type": "string"},
+                    "image": {"type": "string", "pattern": r"^[^@]+(:[^:/@]+|@sha256:[0-9a-f]{64})$"},
+                    "runAsUser": _UID,
+                    "runAsGroup": _UID,
+                    "fsGroup": _UID,
                     "appendonly": {"type": "boolean"},
                     "storage": {"type": "string"},
                     "storageClassName": {"type": "string"},
                     "resources": _RESOURCES,
+                    **_SCHEDULING,
                 },
                 "In-cluster Redis (StatefulSet), or an external URL.",
             ),
             "ports": _obj(
-                {name: {"type": "integer", "minimum": 1, "maximum": 65535} for name in ("grpc", "metrics", "http")},
+                {name: _PORT for name in ("grpc", "metrics", "http")},
                 "Container ports of the services.",
             ),
             **{name: _service_workload(name) for name in SERVICE_NAMES},
@@ -121,7 +190,8 @@ def build_schema() -> dict:
                     "enabled": {"type": "boolean"},
                     "nodes": {"type": "integer", "minimum": 1},
                     "gpusPerNode": {"type": "integer", "minimum": 1},
-                    "rendezvousPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    "rendezvousPort": _PORT,
+                    "shmSizeLimit": _QUANTITY,
                     "resources": _RESOURCES,
                     **_SCHEDULING,
                 },
@@ -132,12 +202,45 @@ def build_schema() -> dict:
                     "enabled": {"type": "boolean"},
                     "backoffLimit": {"type": "integer", "minimum": 0},
                     "resources": _RESOURCES,
+                    **_SCHEDULING,
                 },
                 "The run's dispatcher Job (`outrider train` in cluster mode).",
             ),
             "gvisor": _obj(
                 {"createRuntimeClass": {"type": "boolean"}, "handler": {"type": "string"}},
                 "gVisor RuntimeClass for the env pods.",
+            ),
+            "auth": _obj(
+                {"enabled": {"type": "boolean"}, "existingSecret": {"type": "string"}},
+                "Bearer tokens of the services (docs/security.md): a Secret with client.token and admin.token.",
+            ),
+            "networkPolicy": _obj(
+                {
+                    "enabled": {"type": "boolean"},
+                    "dns": _obj(
+                        {"namespace": {"type": "string", "minLength": 1}, "podSelector": _PEER}, "Where the cluster DNS runs."
+                    ),
+                    "metrics": _obj(
+                        {
+                            "enabled": {"type": "boolean"},
+                            "namespace": {"type": "string", "minLength": 1},
+                            "namespaceSelector": _PEER,
+                            "podSelector": _PEER,
+                        },
+                        "Who may scrape the services' metrics port (Prometheus).",
+                    ),
+                    "externalRedis": _obj(
+                        {"to": {"type": "array", "items": {"type": "object"}}},
+                        "NetworkPolicy peers of redis.externalUrl; empty: any address on its port.",
+                    ),
+                    "extraIngress": _RULES_BY_COMPONENT,
+                    "extraEgress": _RULES_BY_COMPONENT,
+                },
+                "Default-deny NetworkPolicies with the calls between components opened (docs/deploy.md).",
+            ),
+            "podDisruptionBudget": _obj(
+                {"enabled": {"type": "boolean"}, "maxUnavailable": {"type": "integer", "minimum": 0}},
+                "A PodDisruptionBudget per service and for the rollout workers.",
             ),
         },
     }

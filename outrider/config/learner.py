@@ -245,7 +245,14 @@ class WeightSyncConfig(ConfigModel):
     address: str | None = None
     """Policy service `host:port`; null: the run's policy service."""
     timeout_s: float = Field(600.0, gt=0)
-    """Deadline of one UpdateWeights call."""
+    """Deadline of one UpdateWeights call (and of the GetInfo calls around it), seconds. On
+    the policy, the update pauses new calls, waits for those in flight, swaps and resumes;
+    a deadline that passes before the swap leaves the old weights serving, their version
+    unchanged."""
+    max_failures: int = Field(3, ge=1, le=1000)
+    """Weight syncs that may fail in a row (deadline, policy unavailable) before the learner
+    stops with the error; until then a failed sync is logged (`sync/failures`) and the next
+    one publishes the newer weights. The policy keeps serving the previous version meanwhile."""
 
 
 class LearnerConfig(ConfigModel):
@@ -290,6 +297,13 @@ class LearnerConfig(ConfigModel):
     unfinished groups come back at once."""
     receive_timeout_s: float = Field(0.0, ge=0)
     """Give up waiting for a full step of groups after this long (0: wait forever)."""
+    stall_s: float = Field(1800.0, ge=0, le=7 * 86_400)
+    """Watchdog of rank 0 (docs/training.md, Deadlines and watchdogs): no progress for this
+    many seconds ends the learner with a named error and exit status 75, and `outrider train`
+    restarts it from its last checkpoint (0: off). Progress is every poll of the bus while
+    waiting for groups (so slow rollouts never trip it) and every phase of a step; so set it
+    above the longest single phase: loading (DeepSpeed's first CPU Adam build takes ~3 min),
+    one update, the weight sync (`sync.timeout_s`), one checkpoint."""
     metrics_port: int | None = Field(0, ge=0, le=65535)
     """Prometheus endpoint of rank 0 (0: a free port; null: off)."""
     report_to: list[Tracker] = Field(default_factory=lambda: ["tensorboard"])

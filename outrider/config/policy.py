@@ -27,6 +27,12 @@ class PolicyLimits(ConfigModel):
     max_concurrent_requests: int = Field(256, ge=1, le=1_000_000)
     """Generate/ScoreTokens calls (gRPC and HTTP together) admitted at once; the next one
     gets RESOURCE_EXHAUSTED (HTTP 429) instead of queueing without bound."""
+    overload_retry_after_ms: int = Field(1000, ge=1, le=600_000)
+    """Retry hint of that refusal: gRPC trailing metadata `retry-after-ms`, HTTP `Retry-After`
+    (whole seconds, rounded up). A slot frees only when an admitted call ends, so the hint
+    should be about the time a typical call takes: clients then back off that long instead
+    of retrying at once into the same full queue. Raise it for slow backends or long
+    completions."""
 
     @model_validator(mode="after")
     def _default_within_max(self) -> PolicyLimits:

@@ -86,6 +86,50 @@ class AgentRolloutConfig(ConfigModel):
     """Deadline of one RunAgent call (above the agents' wall-clock limit)."""
 
 
+class SearchConfig(ConfigModel):
+    """PRM-guided search rollouts (docs/reward.md, "Search rollouts"; outrider/rollout/search.py):
+    each group is one search over the steps of a single assistant turn, valued by the reward
+    service's PRM; its kept trajectories are the group. Off unless `mode` is set."""
+
+    mode: Literal["none", "beam", "mcts"] = "none"
+    """`none`: plain sampled groups; `beam`: beam search over steps; `mcts`: Monte Carlo tree
+    search with UCB over steps."""
+    width: int = Field(4, ge=1, le=256)
+    """W: beams kept (beam); trajectories kept from the tree (mcts). The group has at most W
+    trajectories, so W must be at least `min_group_size`."""
+    expansions: int = Field(4, ge=1, le=256)
+    """E: next steps proposed per beam per depth (the first depth: W·E from the prompt, one
+    Generate with n = W·E, within the policy's `limits.max_n`), or per expanded MCTS node."""
+    max_steps: int = Field(8, ge=1, le=256)
+    """Steps per trajectory (search depth); within the reward service's `limits.max_steps`."""
+    step_tokens: int = Field(64, ge=1, le=65536)
+    """New tokens per step; a step cut there is still a step (the search goes on after it)."""
+    token_budget: int = Field(4096, ge=1, le=10_000_000)
+    """Tokens the whole search of one group may generate (every proposal, kept or not); the
+    search stops when it cannot give each next proposal a token. Compare with group_size ×
+    sampling.max_tokens of plain groups."""
+    ucb_c: float = Field(1.0, ge=0.0, le=100.0)
+    """c of UCB(child) = Q + c·sqrt(ln N(parent) / N(child)) (mcts; 0: greedy on Q)."""
+    simulations: int = Field(32, ge=1, le=100_000)
+    """Simulations (selection, expansion, backup) of one MCTS search."""
+    delimiter: str | None = Field(None, min_length=1)
+    """Step delimiter (a stop string of the policy); null: the reward service's segmentation
+    delimiter, "\n\n" if it segments by turn."""
+    aggregate: Literal["last", "min", "mean"] = "last"
+    """A prefix's value from its PRM step scores s_1..s_T: s_T, min_t s_t, or their mean."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    @model_validator(mode="after")
+    def _budget_fits(self) -> SearchConfig:
+        first = self.width * self.expansions if self.mode == "beam" else self.expansions
+        if self.enabled and self.token_budget < first:
+            raise ValueError(f"token_budget ({self.token_budget}) must allow one token to each of the first {first} proposals")
+        return self
+
+
 class RolloutConfig(ConfigModel):
     envs: list[str] = Field(default_factory=lambda: ["math"], min_length=1)
     """Environments to train on (tasks come from the curriculum service)."""
@@ -122,6 +166,18 @@ class RolloutConfig(ConfigModel):
     which keeps rollouts within the learner's staleness bound."""
     task_time_limit_s: float = Field(1800.0, gt=0)
     """A rollout task running longer is killed (and retried once)."""
+    stall_s: float = Field(1200.0, ge=0, le=7 * 86_400)
+    """Watchdog of each rollout worker process (docs/training.md, Deadlines and watchdogs):
+    while it plays a group, no service call ending (with an answer or an error) for this
+    many seconds ends the process with a named error and exit status 75; its task is played
+    again elsewhere (0: off). Above the longest deadline (`deadlines`, `agents.run_timeout_s`),
+    since a call that waits out its deadline is still progress."""
+    dispatcher_stall_s: float = Field(3600.0, ge=0, le=7 * 86_400)
+    """Watchdog of the dispatcher (`outrider train`): while groups are in play, no rollout
+    task finishing and nothing moving on the bus for this many seconds resends every group
+    in play (a lost task comes back; the bus drops duplicates); a second such stall in a row
+    stops the run with a named error (0: off). Above `task_time_limit_s`, the longest a
+    task may legitimately run."""
     partial: PartialRolloutConfig = PartialRolloutConfig()
     """Partial rollouts: long completions cut at a per-call token budget and continued in a
     later step by newer weights (off unless `segment_tokens` is set)."""
@@ -129,6 +185,17 @@ class RolloutConfig(ConfigModel):
     """Stop an episode whose completion repeats an n-gram too often; null: off."""
     agents: AgentRolloutConfig = AgentRolloutConfig()
     """Episodes of agent environments."""
+    search: SearchConfig = SearchConfig()
+    """PRM-guided search rollouts (beam or MCTS over steps) instead of sampled groups; off by default."""
+
+    @model_validator(mode="after")
+    def _search_fits(self) -> RolloutConfig:
+        if self.search.enabled:
+            if self.search.width < self.min_group_size:
+                raise ValueError(f"search.width ({self.search.width}) must be at least min_group_size ({self.min_group_size}): a search's group is its kept trajectories")
+            if self.partial.enabled:
+                raise ValueError("search rollouts are not parked: set partial.segment_tokens to null or search.mode to none")
+        return self
 
 
 class BoundaryConfig(ConfigModel):

@@ -34,6 +34,11 @@ class StackConfig(ConfigModel):
     """Cluster mode: `host:port` of each service (a Kubernetes Service name works)."""
     startup_timeout_s: float = Field(600.0, gt=0)
     """Local mode: how long a service may take to report SERVING (model loading included)."""
+    auth: Literal["tokens", "mtls", "insecure"] = "tokens"
+    """Local mode: the credentials the run makes for itself in `<run_dir>/stack/auth/` (mode
+    0700; docs/security.md). `tokens`: a bearer token per role (client, admin) and a Redis
+    password; `mtls`: also a CA, server and client certificates, every connection TLS;
+    `insecure` (`--insecure`): none, any local process may call every method and read the bus."""
 
     @model_validator(mode="after")
     def _cluster_needs_addresses(self) -> StackConfig:
@@ -44,6 +49,30 @@ class StackConfig(ConfigModel):
         if len(set(self.services)) != len(self.services):
             raise ValueError("services lists a service twice")
         return self
+
+
+class DeadlinesConfig(ConfigModel):
+    """Deadlines of the run's calls to its services (docs/training.md, Deadlines and watchdogs).
+
+    Every cross-process call of a rollout worker, the dispatcher and the evaluation has one:
+    a service that stops answering costs a call its deadline, never a silent hang. (The
+    learner's weight updates: `learner.sync.timeout_s`; agent programs:
+    `rollout.agents.run_timeout_s`; Redis commands: `redis.socket_timeout_s`.)"""
+
+    policy_s: float = Field(600.0, gt=0, le=86_400)
+    """Deadline of one policy service call (Generate of a full group's completions on a CPU
+    can take minutes), seconds."""
+    env_s: float = Field(60.0, gt=0, le=86_400)
+    """Deadline of one env service call (Step runs the environment, a sandboxed program
+    included), seconds."""
+    reward_s: float = Field(120.0, gt=0, le=86_400)
+    """Deadline of one reward service call (Score runs verifiers; ScoreSteps a PRM), seconds."""
+    curriculum_s: float = Field(30.0, gt=0, le=86_400)
+    """Deadline of one curriculum service call (NextTasks, ReportOutcomes, GetState), seconds."""
+
+    @property
+    def longest_s(self) -> float:
+        return max(self.policy_s, self.env_s, self.reward_s, self.curriculum_s)
 
 
 class RunConfig(ConfigModel):
@@ -75,6 +104,8 @@ class RunConfig(ConfigModel):
     """Rollout workers: environments, group size, sampling, reward sources."""
     evaluation: EvalConfig = EvalConfig()
     """pass@k on held-out tasks before and after training."""
+    deadlines: DeadlinesConfig = DeadlinesConfig()
+    """Deadlines of the calls rollout workers, the dispatcher and evaluation make to the services."""
 
     @model_validator(mode="after")
     def _parks_within_lag(self) -> RunConfig:
@@ -85,6 +116,33 @@ class RunConfig(ConfigModel):
                 f"rollout.partial.max_parks={partial.max_parks} exceeds learner.max_policy_lag="
                 f"{learner.max_policy_lag}: a group parked that often is dropped as stale when it is done"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _stall_limits_above_deadlines(self) -> RunConfig:
+        # A watchdog must not fire while a call is legitimately running to its deadline: a
+        # call that ends (answer or DEADLINE_EXCEEDED) is progress, so the stall limit only
+        # has to exceed the longest single wait (docs/training.md, Deadlines and watchdogs).
+        waits = {
+            "learner.stall_s": (self.learner.stall_s, {"learner.sync.timeout_s": self.learner.sync.timeout_s,
+                                                      "redis.socket_timeout_s": self.redis.socket_timeout_s}),
+            "rollout.stall_s": (self.rollout.stall_s, {
+                "deadlines (longest)": self.deadlines.longest_s,
+                "rollout.agents.run_timeout_s": self.rollout.agents.run_timeout_s,
+                "redis.socket_timeout_s": self.redis.socket_timeout_s,
+            }),
+            "rollout.dispatcher_stall_s": (self.rollout.dispatcher_stall_s,
+                                           {"rollout.task_time_limit_s": self.rollout.task_time_limit_s}),
+        }
+        for field, (limit, bounds) in waits.items():
+            if not limit:
+                continue
+            name, longest = max(bounds.items(), key=lambda item: item[1])
+            if limit <= longest:
+                raise ValueError(
+                    f"{field}={limit:g} must exceed {name}={longest:g} (or be 0 to turn the watchdog off): "
+                    "a call waiting out its deadline would be taken for a stall"
+                )
         return self
 
     @property

@@ -89,6 +89,8 @@ class EvalRun:
         self.env_stack: LocalStack | None = None
         self.policy_stack: LocalStack | None = None
         self.workers: list = []
+        self.auth_dir = None
+        """The credentials every stack of this evaluation shares (those of the env stack)."""
         self._stop = False
 
     # -- checks that need nothing running -------------------------------------------------
@@ -183,9 +185,11 @@ class EvalRun:
         env_run = self.run.model_copy(update={"stack": self.run.stack.model_copy(update={"services": ["env"]})})
         self.env_stack = LocalStack(env_run, logs)
         self.env_stack.start()
+        # The policy stacks of the checkpoints and the workers use the env stack's credentials.
+        self.auth_dir = self.env_stack.auth_dir
         address = self.env_stack.addresses()["env"]
         tasks: dict[str, common_pb2.Task] = {}
-        with EnvClient(address) as env:
+        with EnvClient(address, credentials=self.env_stack.credentials()) as env:
             for name in self.run.rollout.envs:
                 try:
                     found = env.list_tasks(name, split="test", limit=self.tasks_per_env)
@@ -254,6 +258,7 @@ class EvalRun:
             for i in range(rollout.workers)
         ]
         for worker in self.workers:
+            worker.env.update(self.env_stack.child_env("client"))
             worker.start()
 
     def _order(self) -> list[Checkpoint]:
@@ -282,7 +287,7 @@ class EvalRun:
         policy = self.run.policy.model_copy(update={"model": str(folder), "served_model_name": checkpoint.name, "http_port": None})
         run = self.eval_run.model_copy(update={"policy": policy, "stack": self.eval_run.stack.model_copy(update={"services": ["policy"]})})
         print(f"serving {checkpoint.name} ({checkpoint.describe()}) ...", flush=True)
-        self.policy_stack = LocalStack(run, self.out / store.LOGS_DIR / checkpoint.name)
+        self.policy_stack = LocalStack(run, self.out / store.LOGS_DIR / checkpoint.name, auth_dir=self.auth_dir)
         self.policy_stack.start()
         return self.policy_stack.addresses()["policy"]
 
@@ -350,7 +355,7 @@ class EvalRun:
         waiting = self._unscored(tasks)
         count = sum(len(s.solutions) for group in waiting.values() for s in group)
         print(f"scoring {count} correct solutions under {self.base} ...", flush=True)
-        with PolicyClient(address) as policy:
+        with PolicyClient(address, credentials=self.env_stack.credentials()) as policy:
             for name, group in waiting.items():
                 for samples in group:
                     self._check_stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -107,10 +108,32 @@ metrics.jsonl and summary.json.</p>
 <table><tr><th>arm</th><th>differs by</th>{header}</tr>{rows}</table>
 <h2>Curves</h2><p>Line: mean over seeds; band: the t-interval over seeds (absent with one seed).</p>
 {''.join(f'<img src="{name}">' for name in images if name)}
+{_boundary_section(data, folder)}
 </body></html>"""
     index = folder / "index.html"
     index.write_text(page)
     return index
+
+
+def _boundary_section(data: dict, folder: Path) -> str:
+    """Per run, the reasoning-boundary evaluation's headline (its own report has the rest)."""
+    runs = [r for r in data["runs"] if r.get("boundary")]
+    if not runs:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(r['arm'])}</td><td>{r['seed']}</td><td>{b['tasks']}</td><td>{b['k_max']}</td>"
+        f"<td>{b['pass_at_k']['base']['1']:.3f} / {b['pass_at_k']['trained']['1']:.3f}</td>"
+        f"<td>{b['pass_at_k']['base'][str(b['k_max'])]:.3f} / {b['pass_at_k']['trained'][str(b['k_max'])]:.3f}</td>"
+        f"<td>{html.escape(b['crossover_note'])}</td>"
+        f"<td>{b['solvable']['base_only']} / {b['solvable']['other_only']} / {b['solvable']['both']} / {b['solvable']['neither']}</td>"
+        f"<td><a href=\"{html.escape(os.path.relpath(b['report'], folder))}\">report</a></td></tr>"
+        for r in runs for b in [r["boundary"]]
+    )
+    return f"""<h2>Reasoning boundary: base model vs trained, per run</h2>
+<p>From each run's <code>outrider eval</code> (RUN_DIR/eval/eval.json): pass@k on held-out tasks up to
+k_max, the crossover k where the model behind at k = 1 catches up, and the solvable sets at k_max.</p>
+<table><tr><th>arm</th><th>seed</th><th>tasks</th><th>k_max</th><th>pass@1 base / trained</th>
+<th>pass@k_max base / trained</th><th>crossover</th><th>solved by base only / trained only / both / neither</th><th></th></tr>{rows}</table>"""
 
 
 # ---------------------------------------------------------------------------- surrogate-toy

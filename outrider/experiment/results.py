@@ -23,6 +23,33 @@ from outrider.experiment.recipe import ArmRun, TrainRecipe
 from outrider.experiment.stats import CONFIDENCE, mean_interval
 
 
+def read_boundary(run_dir: Path, checkpoint: str = "final") -> dict | None:
+    """The reasoning-boundary numbers of one run (RUN_DIR/eval/eval.json, written by the
+    `outrider eval` that `evaluation.boundary.enabled` runs after training): the base
+    model against `checkpoint`. None when the run made no boundary evaluation."""
+    path = run_dir / "eval" / "eval.json"
+    if not path.exists():
+        return None
+    analysis = json.loads(path.read_text())
+    comparison = analysis["comparisons"][checkpoint]
+    crossover, solvable = comparison["crossover"], comparison["solvable"]
+    perplexity = analysis["perplexity"]["per_checkpoint"]
+    k_max = analysis["grid"]["k_max"]
+    curves = {name: {str(k): v for k, v in zip(analysis["grid"]["ks"], analysis["pass_at_k"][name]["episode"]["value"])}
+              for name in (comparison["base"], checkpoint)}
+    return {
+        "k_max": k_max,
+        "tasks": len(analysis["tasks"]),
+        "leader_at_1": crossover["leader_at_1"],
+        "crossover_k": crossover["k"],
+        "crossover_note": crossover["note"],
+        "solvable": {group: solvable[group]["count"] for group in ("base_only", "other_only", "both", "neither")},
+        "pass_at_k": {"base": curves[comparison["base"]], "trained": curves[checkpoint]},
+        "base_ppl_median": {"base": perplexity[comparison["base"]].get("median"), "trained": perplexity[checkpoint].get("median")},
+        "report": str(path.parent / "index.html"),
+    }
+
+
 def read_run(run: ArmRun, metric_keys: Sequence[str]) -> dict:
     """One run's measured numbers: the recipe's per-step metrics and its evaluations."""
     path = run.run_dir / "metrics.jsonl"
@@ -36,6 +63,7 @@ def read_run(run: ArmRun, metric_keys: Sequence[str]) -> dict:
         "arm": run.arm, "seed": run.seed, "run_dir": str(run.run_dir), "overrides": list(run.overrides),
         "steps": len(records), "train_seconds": summary.get("seconds"), "curves": curves,
         "eval_before": summary.get("before"), "eval_after": summary.get("after"),
+        "boundary": read_boundary(run.run_dir),
     }
 
 
@@ -70,12 +98,35 @@ def arm_summary(runs: list[dict], metric_keys: Sequence[str]) -> dict:
             k_max = str(max(e["samples"] for e in evals))
             final[f"pass@1 {label}"] = _interval([e["pass_at_k"]["1"] for e in evals])
             final[f"pass@{k_max} {label}"] = _interval([e["pass_at_k"][k_max] for e in evals if k_max in e["pass_at_k"]])
+    boundaries = [r["boundary"] for r in runs if r.get("boundary")]
+    if boundaries:
+        final.update(boundary_summary(boundaries))
     return {
         "seeds": [r["seed"] for r in runs],
         "curves": {key: curve_band([r["curves"].get(key, []) for r in runs]) for key in metric_keys},
         "final": final,
         "pass_at_k_after": _pass_curve(after),
     }
+
+
+def boundary_summary(boundaries: list[dict]) -> dict[str, dict | None]:
+    """Final-table rows of the boundary evaluation over seeds. The crossover k is averaged
+    over the seeds that have one (a seed where the leader at k = 1 stays ahead up to k_max
+    has none; how many do is its own row)."""
+    k_max = min(b["k_max"] for b in boundaries)
+    rows = {
+        "boundary: pass@1 base": _interval([b["pass_at_k"]["base"]["1"] for b in boundaries]),
+        "boundary: pass@1 trained": _interval([b["pass_at_k"]["trained"]["1"] for b in boundaries]),
+        f"boundary: pass@{k_max} base": _interval([b["pass_at_k"]["base"][str(k_max)] for b in boundaries]),
+        f"boundary: pass@{k_max} trained": _interval([b["pass_at_k"]["trained"][str(k_max)] for b in boundaries]),
+        "boundary: crossover k (seeds with one)": _interval([b["crossover_k"] for b in boundaries if b["crossover_k"] is not None]),
+        "boundary: seeds with a crossover": _interval([1.0 if b["crossover_k"] is not None else 0.0 for b in boundaries]),
+        "boundary: tasks solved by base only": _interval([b["solvable"]["base_only"] for b in boundaries]),
+        "boundary: tasks solved by trained only": _interval([b["solvable"]["other_only"] for b in boundaries]),
+        "boundary: base-model ppl of trained solutions (median)": _interval(
+            [b["base_ppl_median"]["trained"] for b in boundaries if b["base_ppl_median"]["trained"] is not None]),
+    }
+    return rows
 
 
 def collect(recipe: TrainRecipe, scale: str, runs: Sequence[ArmRun], command: str) -> dict:

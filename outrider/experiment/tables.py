@@ -79,10 +79,24 @@ def gradient_table(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def boundary_table(data: dict) -> str:
+    """The reasoning-boundary rows of each arm (the `boundary: …` entries of its final
+    values, means ± t-interval half-widths over seeds)."""
+    rows = [k for a in data["arms"].values() for k in a["final"] if k.startswith("boundary: ")]
+    columns = list(dict.fromkeys(rows))
+    header = ["arm", *[c.removeprefix("boundary: ") for c in columns]]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for arm, a in data["arms"].items():
+        lines.append("| " + " | ".join([f"`{arm}`", *[_interval(a["final"].get(c)) for c in columns]]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def table_for(path: Path) -> str:
     data = json.loads(path.read_text())
     if "sweeps" in data:
         return gradient_table(data) + "\n" + surrogate_table(data)
+    if any(k.startswith("boundary: ") for a in data["arms"].values() for k in a["final"]):
+        return train_table(data) + "\n" + boundary_table(data)
     return train_table(data)
 
 

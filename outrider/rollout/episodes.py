@@ -123,6 +123,17 @@ def _support(cfg: RolloutConfig) -> trajectory_pb2.SamplingSupport | None:
     return None
 
 
+@contextmanager
+def timed_into(seconds: dict[str, float], service: str):
+    """Adds the wall seconds of the `with` body to `seconds[service]` (a player's time
+    waiting on each service, the rollout part of the step-time breakdown)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[service] += time.perf_counter() - started
+
+
 class GroupPlayer:
     """Plays groups against a policy service and an env service."""
 
@@ -141,13 +152,8 @@ class GroupPlayer:
         # the sequences each sampled: what the bench turns into sequences in flight.
         self.generations: list[tuple[float, float, int]] = []
 
-    @contextmanager
     def _timed(self, service: str):
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[service] += time.perf_counter() - started
+        return timed_into(self.seconds, service)
 
     def play(
         self,

@@ -28,6 +28,7 @@ RPC_METHODS: dict[str, dict[str, str]] = {
         "list_tasks": "ListTasks",
         "count_tasks": "ListTasks",
         "list_envs": "ListEnvs",
+        "run_agent": "RunAgent",
     },
     "reward": {"score": "Score", "score_steps": "ScoreSteps", "info": "GetInfo"},
     "curriculum": {
@@ -42,25 +43,32 @@ RPC_METHODS: dict[str, dict[str, str]] = {
 
 class Counted:
     """`client` with every RPC method counted into `counts` as "service/Rpc";
-    everything else passes through unchanged."""
+    everything else passes through unchanged. `progress("service/Rpc")`, when given, is
+    called as each call ends, answered or failed (the rollout worker's watchdog beat: a
+    call that ends, even with DEADLINE_EXCEEDED, is progress)."""
 
-    def __init__(self, client, service: str, counts: Counter):
+    def __init__(self, client, service: str, counts: Counter, progress: Callable[[str], None] | None = None):
         self._client = client
         self._service = service
         self._methods = RPC_METHODS[service]
         self._counts = counts
+        self._progress = progress
 
     def __getattr__(self, name: str):
         attribute = getattr(self._client, name)
         rpc = self._methods.get(name)
         if rpc is None:
             return attribute
-        return _counting(attribute, f"{self._service}/{rpc}", self._counts)
+        return _counting(attribute, f"{self._service}/{rpc}", self._counts, self._progress)
 
 
-def _counting(method: Callable, key: str, counts: Counter) -> Callable:
+def _counting(method: Callable, key: str, counts: Counter, progress: Callable[[str], None] | None) -> Callable:
     def call(*args, **kwargs):
         counts[key] += 1
-        return method(*args, **kwargs)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            if progress is not None:
+                progress(key)
 
     return call

@@ -25,6 +25,7 @@ again once newer weights serve, and the worker then goes on from the park.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import signal
@@ -38,7 +39,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from outrider.config import RunConfig, load_config
-from outrider.process import die_with_parent
+from outrider.process import Watchdog, die_with_parent, exit_stalled
 from outrider.proto.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def make_app(run: RunConfig | None = None) -> Celery:
     """The Celery app for a run (broker and result backend: the run's Redis)."""
     url = (run.redis.url if run else None) or os.environ.get("OUTRIDER_REDIS_URL", "redis://127.0.0.1:6379/0")
     time_limit = run.rollout.task_time_limit_s if run else 1800.0
+    # Every Redis command Celery makes (broker and results) has the run's deadline too.
+    socket_timeout = run.redis.socket_timeout_s if run else 30.0
     app = Celery("outrider", broker=url, backend=url)
     app.conf.update(
         task_acks_late=True,
@@ -63,6 +66,8 @@ def make_app(run: RunConfig | None = None) -> Celery:
         accept_content=["json"],
         task_time_limit=time_limit,
         result_expires=3600,
+        redis_socket_timeout=socket_timeout,
+        redis_socket_connect_timeout=socket_timeout,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         broker_transport_options={
@@ -71,6 +76,8 @@ def make_app(run: RunConfig | None = None) -> Celery:
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
             "global_keyprefix": f"{run.name}:celery:" if run else "outrider:celery:",
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
         },
         result_backend_transport_options={"global_keyprefix": f"{run.name}:celery:" if run else "outrider:celery:"},
     )
@@ -96,25 +103,38 @@ class Rollouts:
         from outrider.transport import RedisSender, RolloutPark
 
         addresses = run.stack.addresses
+        deadlines = run.deadlines
         self.run = run
+        self.group_id = ""
         # RPCs of the group being played, per "service/Rpc" (reset per group).
         self.rpcs: Counter = Counter()
-        self.policy = Counted(PolicyClient(addresses["policy"]), "policy", self.rpcs)
-        self.env = Counted(EnvClient(addresses["env"]), "env", self.rpcs)
+        watchdog = process_watchdog(run)
+
+        def progress(rpc: str) -> None:
+            watchdog.beat(f"group {self.group_id}: {rpc} ended")
+
+        self.policy = Counted(PolicyClient(addresses["policy"], timeout_s=deadlines.policy_s), "policy", self.rpcs, progress)
+        self.env = Counted(EnvClient(addresses["env"], timeout_s=deadlines.env_s), "env", self.rpcs, progress)
         self.curriculum = None
         if "curriculum" in addresses:
-            self.curriculum = Counted(CurriculumClient(addresses["curriculum"]), "curriculum", self.rpcs)
+            curriculum = CurriculumClient(addresses["curriculum"], timeout_s=deadlines.curriculum_s)
+            self.curriculum = Counted(curriculum, "curriculum", self.rpcs, progress)
         self.reward = None
-        if run.rollout.reward.outcome == "reward-service" or run.rollout.reward.steps == "prm":
+        if run.rollout.reward.outcome == "reward-service" or run.rollout.reward.steps == "prm" or run.rollout.search.enabled:
             from outrider.clients.reward import RewardClient
 
-            self.reward = Counted(RewardClient(addresses["reward"]), "reward", self.rpcs)
-        client = redis.Redis.from_url(run.redis.url)
+            self.reward = Counted(RewardClient(addresses["reward"], timeout_s=deadlines.reward_s), "reward", self.rpcs, progress)
+        client = redis.Redis.from_url(run.redis.url, socket_timeout=run.redis.socket_timeout_s)
         self.sender = RedisSender(client, run.bus)
         self.park = RolloutPark(client, run.bus) if run.rollout.partial.enabled else None
         from outrider.rollout.episodes import GroupPlayer
 
         self.player = GroupPlayer(self.policy, self.env, run.rollout)
+        if run.rollout.search.enabled:
+            from outrider.rollout.search_play import SearchPlayer
+
+            # One PRM-guided search per group (rollout.search) instead of G sampled episodes.
+            self.player = SearchPlayer(self.policy, self.env, self.reward, run.rollout)
         from outrider.rollout.agents import AgentPlayer
         from outrider.transport.capture import CaptureStore
 
@@ -137,6 +157,7 @@ class Rollouts:
         from outrider.rollout.rewards import assign_rewards
 
         self.rpcs.clear()
+        self.group_id = group_id
         started_unix = time.time()
         started = time.perf_counter()
         stored = self.park.load(group_id) if self.park is not None else None
@@ -176,6 +197,8 @@ class Rollouts:
             "generate_calls": [[round(a, 3), round(b, 3), n] for a, b, n in player.generations],
             "sent": False,
         }
+        if getattr(player, "search", None):
+            summary["search"] = dict(player.search)  # compute per search episode: tokens, calls
         if player is self.agent_player:
             summary["agent_sessions"] = list(player.reports)  # per episode: calls -> sequences
         if parked:
@@ -216,6 +239,9 @@ class Rollouts:
             if self.sender.discard(group_id) and self.curriculum is not None:
                 self.curriculum.report(task.env, task.id, summary["rewards"], group.policy_version)
         else:
+            # A bus full for longer than rollout.stall_s (its learner not committing) ends
+            # this process like any stall; its task is played again, the bus drops the copy.
+            process_watchdog(self.run).beat(f"group {group_id}: sending it to the bus")
             summary["sent"] = self.sender.send(group)
             # A group sent before (a retried or replayed task) was reported then.
             if self.curriculum is not None and summary["sent"]:
@@ -239,6 +265,54 @@ def has_signal(rewards: list[float]) -> bool:
 
 
 _local = threading.local()
+
+
+class _Playing:
+    """Groups this process plays now (the threads of one worker process share it)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+
+_watchdog: tuple[int, Watchdog, _Playing] | None = None
+_watchdog_lock = threading.Lock()
+
+
+def process_watchdog(run: RunConfig) -> Watchdog:
+    """This process's stall watchdog (`rollout.stall_s`; made once per process).
+
+    Its clock runs only while a group is in play (an idle worker waits for tasks, not
+    stalled) and restarts whenever one of the group's service calls ends, answered or
+    failed: every call has a deadline (`deadlines`), so a stall means something without
+    one hangs (a deadlock, a call stuck in C code, a bus full for good). Then the process
+    ends with the named error and exit status 75: a prefork pool child is replaced by its
+    Celery worker and its task given back (acks_late, reject_on_worker_lost); a threads-pool
+    worker as a whole is restarted by `outrider train`, which sends its groups again."""
+    global _watchdog
+    with _watchdog_lock:
+        if _watchdog is None or _watchdog[0] != os.getpid():
+            playing = _Playing()
+            name = f"rollout worker {socket.gethostname()}/{os.getpid()}"
+            dog = Watchdog(name, run.rollout.stall_s, exit_stalled, active=lambda: playing.count > 0).start()
+            _watchdog = (os.getpid(), dog, playing)
+        return _watchdog[1]
+
+
+@contextlib.contextmanager
+def playing(run: RunConfig, what: str):
+    """Count a group in play for this process's watchdog."""
+    dog = process_watchdog(run)
+    counter = _watchdog[2]
+    with counter.lock:
+        counter.count += 1
+    dog.beat(f"{what}: starting")
+    try:
+        yield
+    finally:
+        with counter.lock:
+            counter.count -= 1
+        dog.beat(f"{what}: finished")
 
 
 def _thread_local(name: str, build):
@@ -268,23 +342,29 @@ def _fresh_clients(**_) -> None:
     die_with_parent(signal.SIGKILL)
 
 
-@app.task(name=TASK_NAME, bind=True, acks_late=True, max_retries=3)
+@app.task(name=TASK_NAME, bind=True, acks_late=True, max_retries=5)
 def play_group(self, task_b64: str, group_id: str, seed: int = 0) -> dict:
     """Play one group of `task` and publish it as `group_id` (idempotent)."""
     task = common_pb2.Task.FromString(base64.b64decode(task_b64))
     try:
-        return rollouts().play(task, group_id, seed)
+        mine = rollouts()
+        with playing(mine.run, f"group {group_id}"):
+            return mine.play(task, group_id, seed)
     except Exception as exc:
         _retry_if_transient(self, exc)
         raise
 
 
 def _retry_if_transient(task, exc: Exception) -> None:
-    """A service that is restarting or slow gets the Celery task retried; anything else fails it."""
+    """A service that is restarting or slow gets the Celery task retried; anything else fails it.
+
+    The waits double, 2·2^n s up to 15 s: 2 + 4 + 8 + 15 + 15 = 44 s over `max_retries`
+    (5), about what `outrider train` needs to start a dead service again and see it
+    SERVING (a policy loads its model first)."""
     import grpc
 
     if isinstance(exc, grpc.RpcError) and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        raise task.retry(exc=exc, countdown=2) from exc
+        raise task.retry(exc=exc, countdown=min(2 * 2 ** task.request.retries, 15)) from exc
 
 
 def encode_task(task: common_pb2.Task) -> str:
@@ -299,7 +379,7 @@ class Evaluators:
         from outrider.clients.env import EnvClient
 
         self.run = run
-        self.env = EnvClient(run.stack.addresses["env"])
+        self.env = EnvClient(run.stack.addresses["env"], timeout_s=run.deadlines.env_s)
         self.policies: dict[str, object] = {}
         self.pid = os.getpid()
 
@@ -310,7 +390,7 @@ class Evaluators:
         if request.policy_address not in self.policies:
             for old in self.policies.values():
                 old.close()  # the previous checkpoint's service is gone
-            self.policies = {request.policy_address: PolicyClient(request.policy_address)}
+            self.policies = {request.policy_address: PolicyClient(request.policy_address, timeout_s=self.run.deadlines.policy_s)}
         return evaluate(request, self.policies[request.policy_address], self.env, self.run.rollout)
 
 

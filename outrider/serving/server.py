@@ -6,9 +6,11 @@ bind port 0 and talk to it over a real channel. `run_until_signalled` starts
 it, serves until SIGTERM/SIGINT and drains in-flight calls for `grace_s`.
 
 Every server gets: the standard health service (grpc.health.v1), reflection,
-Prometheus RPC metrics, and an interceptor that turns `ServiceError`s into
-their status codes (anything else becomes INTERNAL with the exception named,
-and is logged with its traceback) — the server keeps serving either way.
+Prometheus RPC metrics, and an interceptor that admits each caller before its
+request is decoded (tokens, mTLS, roles, per-client limits: `outrider.serving.auth`)
+and turns `ServiceError`s into their status codes (anything else becomes INTERNAL
+with the exception named, and is logged with its traceback) — the server keeps
+serving either way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from outrider.config.common import ServerConfig
+from outrider.serving.auth import Authenticator, CallGate, check_bindable, required_role
+from outrider.serving.credentials import server_credentials
 from outrider.serving.errors import InvalidArgument, ServiceError
 from outrider.serving.metrics import RPC_SECONDS, RPC_TOTAL, MetricsEndpoint
 
@@ -34,17 +38,19 @@ Register = Callable[[grpc.aio.Server], None]
 
 
 class _StatusInterceptor(grpc.aio.ServerInterceptor):
-    """Maps exceptions to statuses and records per-method metrics."""
+    """Admits callers (`CallGate`), maps exceptions to statuses and records per-method metrics."""
+
+    def __init__(self, gate: CallGate):
+        self.gate = gate
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
         if handler is None:
             return None
-        service, _, method = details.method.rpartition("/")
-        service = service.lstrip("/")
-        if service.startswith("grpc."):  # health, reflection: no wrapping needed
+        if required_role(details.method) is None:  # health: open, nothing to wrap
             return handler
-        return _wrap_handler(handler, service, method)
+        service, _, method = details.method.rpartition("/")
+        return _wrap_handler(handler, service.lstrip("/"), method, self.gate)
 
 
 MAX_STATUS_MESSAGE_BYTES = 2000
@@ -77,10 +83,12 @@ async def _fail(context, service: str, method: str, start: float, exc: Exception
     if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted itself
         _record(service, method, context.code() or grpc.StatusCode.UNKNOWN, start)
         raise exc
+    if isinstance(exc, RecursionError):  # only a request nests this deep: the sender's bad input
+        exc = InvalidArgument(f"{method}: the request is nested too deeply to process ({exc})")
     if isinstance(exc, ServiceError):
         _record(service, method, exc.code, start)
         log.info("%s/%s -> %s: %s", service, method, exc.code.name, exc.message[:300])
-        await context.abort(exc.code, status_message(exc.message))
+        await context.abort(exc.code, status_message(exc.message), exc.trailing_metadata())
     _record(service, method, grpc.StatusCode.INTERNAL, start)
     log.error("%s/%s failed", service, method, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, status_message(f"internal error in {method}: {type(exc).__name__}: {exc}"))
@@ -107,8 +115,10 @@ async def _decoded(messages, decode: Callable[[bytes], object]):
         yield decode(raw)
 
 
-def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str) -> grpc.RpcMethodHandler:
+def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str, gate: CallGate) -> grpc.RpcMethodHandler:
+    """`handler` with admission first (before the request is decoded), then statuses and metrics."""
     decode = _decoder(handler.request_deserializer, method)
+    full_method = f"{service}/{method}"
 
     def request_of(raw):
         return _decoded(raw, decode) if handler.request_streaming else decode(raw)
@@ -118,13 +128,17 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str) -> 
 
         async def behavior(request, context):
             start = time.perf_counter()
+            caller = None
             try:
+                caller = gate.admit(context, full_method)
                 response = await inner(request_of(request), context)
             except asyncio.CancelledError:
                 _record(service, method, grpc.StatusCode.CANCELLED, start)
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status
                 await _fail(context, service, method, start, exc)
+            finally:
+                gate.release(caller)
             _record(service, method, grpc.StatusCode.OK, start)
             return response
 
@@ -134,7 +148,9 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str) -> 
 
         async def behavior(request, context):
             start = time.perf_counter()
+            caller = None
             try:
+                caller = gate.admit(context, full_method)
                 async for response in inner(request_of(request), context):
                     yield response
             except asyncio.CancelledError:
@@ -142,6 +158,8 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, service: str, method: str) -> 
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status
                 await _fail(context, service, method, start, exc)
+            finally:
+                gate.release(caller)
             _record(service, method, grpc.StatusCode.OK, start)
 
         factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
@@ -198,8 +216,10 @@ def build_server(
         ("grpc.max_receive_message_length", cfg.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    authenticator = Authenticator(cfg.auth)
+    check_bindable(cfg.auth, cfg.host, authenticator)
     server = grpc.aio.server(
-        interceptors=[_StatusInterceptor()],
+        interceptors=[_StatusInterceptor(CallGate(authenticator, cfg.max_concurrent_rpcs_per_client, cfg.per_client_retry_after_ms))],
         options=options,
         maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
     )
@@ -211,7 +231,8 @@ def build_server(
     try:
         # grpcio raises where older releases returned 0; either way the port is taken
         # (so_reuseport is off, so a second server can never share it) or not bindable.
-        port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        address = f"{cfg.host}:{cfg.port}"
+        port = server.add_secure_port(address, server_credentials(cfg.auth.tls)) if cfg.auth.tls else server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:

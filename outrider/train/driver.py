@@ -9,6 +9,17 @@ Group ids are `<run>-g<seq>` with `seq` from a Redis counter: a retried Celery
 task reuses its id and the bus drops the duplicate. Partial rollouts: a group
 parked by its worker (outrider/rollout/partial.py) is sent again, under its id,
 before any new task, once the policy serves newer weights than its segments'.
+
+Watchdog (`rollout.dispatcher_stall_s`): while groups are in play, something must move
+somewhere: a rollout task finishing (or failing), a group reaching the bus, the learner
+committing one. When nothing has for the stall limit, the groups in play are sent again
+(a task lost between Celery and a worker comes back; the bus drops whichever copy is
+second); when nothing moves for another stall limit after that, the run stops with
+`DispatchStalled`, which names the silence and what was in play. The dispatcher recovers
+in-process rather than restarting: it holds no state that a restart would repair, and
+every call of its loop has a deadline (Redis socket timeouts, gRPC deadlines), so the
+loop itself cannot hang between checks. Nothing in play (the learner updating between
+on-demand steps) stops the clock: the learner's own watchdog covers that time.
 """
 
 from __future__ import annotations
@@ -23,11 +34,16 @@ from pathlib import Path
 import redis
 
 from outrider.config import RunConfig
+from outrider.process import Stalled, Watchdog
 from outrider.rollout.partial import due
 from outrider.rollout.worker import TASK_NAME, encode_task, make_app
 from outrider.transport import BusStats, RedisReceiver, RolloutPark
 
 log = logging.getLogger(__name__)
+
+
+class DispatchStalled(RuntimeError):
+    """Nothing moved for two stall limits in a row while groups were in play."""
 
 
 @dataclass
@@ -48,14 +64,16 @@ class RolloutStats:
 
 
 class Dispatcher:
-    def __init__(self, run: RunConfig, curriculum, run_dir: Path, served_version: Callable[[], int] | None = None):
+    def __init__(self, run: RunConfig, curriculum, run_dir: Path, served_version: Callable[[], int] | None = None,
+                 clock: Callable[[], float] | None = None):
         """`served_version`: the weights version the policy serves now (partial rollouts
-        resume a parked group only on newer weights than it was sampled with)."""
+        resume a parked group only on newer weights than it was sampled with). `clock`:
+        the watchdog's (tests pass their own)."""
         self.run = run
         self.curriculum = curriculum
         self.served_version = served_version
         self.app = make_app(run)
-        self.redis = redis.Redis.from_url(run.redis.url)
+        self.redis = redis.Redis.from_url(run.redis.url, socket_timeout=run.redis.socket_timeout_s)
         # The learner's consumer group is created here too, so that nothing is
         # produced to a stream no one will read from its start.
         self.bus = RedisReceiver(self.redis, run.bus, name="dispatcher-audit")
@@ -70,15 +88,25 @@ class Dispatcher:
         # (but always at least one step ahead, or a lag of 0 would starve the learner).
         self.max_ahead = run.rollout.max_groups_ahead or learner.groups_per_step * max(1, learner.max_policy_lag)
         self.mode = dispatch_mode(run)
+        self.watchdog = Watchdog("dispatcher", run.rollout.dispatcher_stall_s, self._stalled, clock=clock,
+                                 active=lambda: bool(self.pending))
+        self.stalls = 0
+        """Stalls since the last progress (the second stops the run)."""
+        self._moved: tuple[int, ...] | None = None
 
     def _next_group_id(self) -> str:
         seq = self.redis.incr(f"{self.run.name}:dispatch-seq")
         return f"{self.run.name}-g{seq:07d}"
 
     def tick(self) -> None:
-        """Collect finished rollouts and top up the queue."""
+        """Collect finished rollouts, top up the queue, check the watchdog."""
         self._collect()
-        wanted = self._wanted(self.bus.stats())
+        bus = self.bus.stats()
+        self._top_up(bus)
+        self._watch(bus)
+
+    def _top_up(self, bus: BusStats) -> None:
+        wanted = self._wanted(bus)
         if wanted > 0:
             wanted -= self._resume(wanted)
         if wanted <= 0:
@@ -90,6 +118,23 @@ class Dispatcher:
             self.args[group_id] = [encode_task(task), group_id, seed]
             self.pending[group_id] = self.app.send_task(TASK_NAME, args=self.args[group_id])
             self.stats.dispatched += 1
+
+    def _watch(self, bus: BusStats) -> None:
+        """Progress anywhere restarts the stall clock; then check it (see the module doc)."""
+        moved = (self.stats.finished, bus.produced, bus.committed, bus.discarded, bus.dead_lettered)
+        if moved != self._moved:
+            self._moved = moved
+            self.stalls = 0
+            self.watchdog.beat(f"{len(self.pending)} groups in play, {bus.queued} on the bus, {bus.committed} committed")
+        self.watchdog.check()
+
+    def _stalled(self, error: Stalled) -> None:
+        self.stalls += 1
+        if self.stalls > 1:
+            raise DispatchStalled(f"{error}; sending the groups in play again did not help")
+        log.error("%s; sending the %d groups in play again", error, len(self.pending))
+        self.replay_in_play("stalled")
+        self.watchdog.rearm()
 
     def _resume(self, wanted: int) -> int:
         """Send up to `wanted` parked groups again (same id and seed); how many were sent."""
@@ -111,7 +156,7 @@ class Dispatcher:
             self.stats.resumed += 1
         return len(groups)
 
-    def replay_in_play(self) -> int:
+    def replay_in_play(self, reason: str = "a rollout worker died") -> int:
         """Send every group in play again, under the same id and seed.
 
         For after a rollout worker died: Celery gives back a task that a SIGKILLed
@@ -122,7 +167,7 @@ class Dispatcher:
         for group_id, result in list(self.pending.items()):
             result.forget()
             self.pending[group_id] = self.app.send_task(TASK_NAME, args=self.args[group_id])
-        log.warning("a rollout worker died: %d groups in play sent again", len(self.pending))
+        log.warning("%s: %d groups in play sent again", reason, len(self.pending))
         return len(self.pending)
 
     def _wanted(self, bus: BusStats) -> int:
@@ -189,7 +234,7 @@ def ledger(run: RunConfig, trained: list[str]) -> dict:
     """Groups produced vs trained: every produced group is trained once, or
     accounted for (dead-lettered with a reason, skipped, or still queued). Groups a
     worker played and did not send (no learning signal) are counted apart: `discarded`."""
-    client = redis.Redis.from_url(run.redis.url)
+    client = redis.Redis.from_url(run.redis.url, socket_timeout=run.redis.socket_timeout_s)
     bus = RedisReceiver(client, run.bus, name="ledger")
     produced = bus.produced_ids()
     committed = bus.committed_ids()

@@ -12,10 +12,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from outrider.process import dying_with_this_process
+from outrider.learner.status import read_status
+from outrider.process import STALL_EXIT_CODE, dying_with_this_process
 from outrider.rollout.worker import QUEUE
 from outrider.train.torchrun import torchrun_command
 
@@ -33,8 +35,13 @@ class Supervised:
     restarts_left: int
     process: subprocess.Popen | None = None
     exits: list[int] = field(default_factory=list)
+    run_dir: Path | None = None
+    """The learner's run folder: its status file names a stall (torchrun exits 1 whatever
+    status its rank ended with)."""
+    started_unix: float = 0.0
 
     def start(self) -> None:
+        self.started_unix = time.time()
         with open(self.log_path, "a") as out:
             self.process = subprocess.Popen(
                 dying_with_this_process(self.command),  # no orphans if `outrider train` is killed
@@ -55,6 +62,11 @@ class Supervised:
     def describe_exit(self) -> str:
         code = self.process.returncode
         status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        if code == STALL_EXIT_CODE:
+            status += " (its watchdog found it stalled; the log names what it was doing)"
+        learner = read_status(self.run_dir) if self.run_dir is not None else None
+        if learner and learner.get("phase") == "stalled" and learner.get("since_unix", 0) >= self.started_unix:
+            status += f" after its watchdog found it stalled ({learner.get('detail')})"
         return f"{self.name} (pid {self.process.pid}) stopped: {status}; log: {self.log_path}"
 
     def stop(self, timeout_s: float = 20.0) -> None:
@@ -91,10 +103,11 @@ def rollout_worker(index: int, run_config_path: Path, log_dir: Path, restarts: i
     return Supervised(f"rollout-worker-{index}", command, env, log_dir / f"rollout-worker-{index}.log", restarts)
 
 
-def learner(run_config_path: Path, ranks: int, log_dir: Path, restarts: int, resume: bool) -> Supervised:
+def learner(run_config_path: Path, ranks: int, log_dir: Path, restarts: int, resume: bool,
+            run_dir: Path | None = None) -> Supervised:
     command = torchrun_command(run_config_path, ranks, resume=resume)
     # torchrun gives each of several ranks one thread; a single rank may use them all.
-    return Supervised("learner", command, _env(run_config_path), log_dir / "learner.log", restarts)
+    return Supervised("learner", command, _env(run_config_path), log_dir / "learner.log", restarts, run_dir=run_dir)
 
 
 def restart(child: Supervised, resume_flag: str | None = None) -> bool:

@@ -6,9 +6,13 @@ workers, the DeepSpeed learner (torchrun), and the dispatcher loop here.
 Cluster mode: the services, workers and learner already run (Helm); only the
 dispatcher and the progress display run here.
 
-Failures: a service that dies stops the run (named, with its exit status); a
-rollout worker or the learner that dies is restarted (its work comes back
-from Celery / the bus) until its restart budget is spent.
+Failures (docs/training.md, "What survives a crash"): a rollout worker or the
+learner that dies is restarted (its work comes back from Celery / the bus); a
+service or the embedded Redis that dies is restarted on its port with its
+config (`LocalStack.restart_dead`; Redis from its append-only file), and after
+a policy restart the learner is restarted too, so that the new policy serves
+the learner's weights and not the initial model. Each has its own restart
+budget; once one is spent the run stops, naming what died and how.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
+import redis
+from kombu.exceptions import OperationalError
+
 from outrider.config import RunConfig, dump_yaml
 from outrider.stack import LocalStack, StackError
 from outrider.train import processes
-from outrider.train.driver import Dispatcher, ledger
+from outrider.train.driver import Dispatcher, DispatchStalled, ledger
 from outrider.train.evaluate import EvalResult, evaluate, held_out_tasks
 from outrider.train.progress import Progress
 
@@ -103,7 +111,7 @@ class TrainRun:
         run = self.run
         if run.stack.mode == "local":
             print(f"starting services: redis, {', '.join(run.stack.services)} ...", flush=True)
-            self.stack = LocalStack(run, self.run_dir)
+            self.stack = LocalStack(run, self.run_dir, restarts=self.restarts)
             self.stack.start()
             stack = run.stack.model_copy(update={"addresses": self.stack.addresses()})
             run = run.model_copy(update={"stack": stack, "redis": run.redis.model_copy(update={"url": self.stack.redis.url})})
@@ -112,6 +120,7 @@ class TrainRun:
         self._warn_without_persistence(run)
         path = self.run_dir / "run.yaml"
         path.write_text(dump_yaml(run))
+        path.chmod(0o600)  # the Redis URL in it carries the run's password
         self.effective_path = path
         return run
 
@@ -138,7 +147,11 @@ class TrainRun:
         from outrider.clients.policy import PolicyClient
 
         addresses = run.stack.addresses
-        return PolicyClient(addresses["policy"]), EnvClient(addresses["env"]), CurriculumClient(addresses["curriculum"])
+        creds = self.stack.credentials() if self.stack is not None else None  # cluster mode: from the environment
+        deadlines = run.deadlines
+        return (PolicyClient(addresses["policy"], credentials=creds, timeout_s=deadlines.policy_s),
+                EnvClient(addresses["env"], credentials=creds, timeout_s=deadlines.env_s),
+                CurriculumClient(addresses["curriculum"], credentials=creds, timeout_s=deadlines.curriculum_s))
 
     def _evaluate(self, run: RunConfig, policy, env, name: str) -> EvalResult | None:
         if not run.evaluation.enabled:
@@ -167,19 +180,30 @@ class TrainRun:
                 processes.rollout_worker(i, self.effective_path, logs, self.restarts, run.rollout.groups_per_worker)
                 for i in range(run.rollout.workers)
             ]
-            learner = processes.learner(self.effective_path, run.learner.ranks, logs, self.restarts, self.resume)
+            learner = processes.learner(self.effective_path, run.learner.ranks, logs, self.restarts, self.resume,
+                                        run_dir=self.run_dir)
             self.children.append(learner)
             for child in self.children:
+                # Workers call the services as clients; the learner also updates the policy's weights.
+                child.env.update(self.stack.child_env("admin" if child is learner else "client"))
                 child.start()
         dispatcher = self.dispatcher = Dispatcher(run, curriculum, self.run_dir, lambda: policy.info().policy_version)
         progress = Progress(run, self.run_dir, dispatcher)
         while not self._stop:
-            if self.stack is not None:
-                self.stack.check()
+            if self.stack is not None and "policy" in self.stack.restart_dead():
+                self._republish_weights()
             if self._supervise():
                 break
-            dispatcher.tick()
-            progress.maybe_print()
+            try:
+                dispatcher.tick()
+                progress.maybe_print()
+            except DispatchStalled as exc:
+                raise TrainError(f"{exc}; continue with `outrider train --resume` once the cause is fixed") from exc
+            except TRANSIENT as exc:
+                if _is_transient(exc):
+                    log.warning("dispatcher waits a tick: %s", _one_line(exc))
+                else:
+                    raise
             time.sleep(0.5)
         dispatcher.cancel()
         if self._stop:
@@ -196,7 +220,7 @@ class TrainRun:
             "ledger": ledger(run, trained),
             "before": before.__dict__ if before else None,
             "after": after.__dict__ if after else None,
-            "restarts": {c.name: c.exits for c in self.children if c.exits},
+            "restarts": {c.name: c.exits for c in self.children if c.exits} | (self.stack.exits if self.stack else {}),
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
@@ -219,11 +243,41 @@ class TrainRun:
                 self.dispatcher.replay_in_play()
         return False
 
+    def _republish_weights(self) -> None:
+        """A restarted policy serves the initial model as version 0, and every group it
+        samples would be too stale for the learner, which then never steps and never
+        publishes: restart the learner (gracefully: it checkpoints and commits first), whose
+        start-up `reconcile` sends its weights to the new policy. Not a failure of the
+        learner, so its restart budget is left alone."""
+        learner = next((c for c in self.children if c.name == "learner"), None)
+        if learner is None or learner.exit_code() is not None:
+            return  # not started yet, or finished / dead (`_supervise` sees to that)
+        log.warning("the policy service was restarted: restarting the learner so that it republishes its weights")
+        learner.stop(timeout_s=60)
+        if "--resume" not in learner.command:
+            learner.command = [*learner.command, "--resume"]
+        learner.start()
+
     def _teardown(self) -> None:
         for child in self.children:
             child.stop()
         if self.stack is not None:
             self.stack.stop()
+
+
+# What a Redis restart or a restarting service looks like to the dispatcher for a moment.
+TRANSIENT = (redis.RedisError, OSError, OperationalError, grpc.RpcError)
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, grpc.RpcError):
+        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return not isinstance(exc, redis.ResponseError) or "LOADING" in str(exc)
+
+
+def _one_line(exc: Exception) -> str:
+    text = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)
+    return f"{type(exc).__name__}: {(text or '').splitlines()[0] if text else ''}"
 
 
 def _latest_state(run_dir: Path):

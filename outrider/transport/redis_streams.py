@@ -164,7 +164,7 @@ class _RedisBus:
         values = {k.decode(): int(v) for k, v in counters.items()}
         pending = 0
         try:
-            pending = int(self.client.xpending(self.keys.stream, self.cfg.consumer_group)["pending"])
+            pending = int(_retrying(lambda: self.client.xpending(self.keys.stream, self.cfg.consumer_group), self.cfg, "stats")["pending"])
         except redis.ResponseError:
             pass  # no consumer group yet: nothing is pending
         if demand is not None:
@@ -325,7 +325,7 @@ class RedisReceiver(_RedisBus, TrajectoryReceiver):
         )
         claimed = [entry for entry in claimed if entry[1]]
         if claimed:
-            self.client.hincrby(self.keys.stats, "reclaimed", len(claimed))
+            _retrying(lambda: self.client.hincrby(self.keys.stats, "reclaimed", len(claimed)), self.cfg, "reclaim")
             log.info("%s reclaimed %d groups from silent consumers", self.name, len(claimed))
         deliveries = []
         for delivery in self._decode(claimed, redelivered=True):
@@ -380,7 +380,8 @@ class RedisReceiver(_RedisBus, TrajectoryReceiver):
     def _drop_committed(self, deliveries: list[Delivery]) -> list[Delivery]:
         if not deliveries:
             return deliveries
-        flags = self.client.smismember(self.keys.committed, [d.group.group_id for d in deliveries])
+        ids = [d.group.group_id for d in deliveries]
+        flags = _retrying(lambda: self.client.smismember(self.keys.committed, ids), self.cfg, "receive")
         stale = [d for d, done in zip(deliveries, flags) if done]
         if stale:
             # Committed by someone else after our delivery started: ack, don't train.
@@ -388,10 +389,14 @@ class RedisReceiver(_RedisBus, TrajectoryReceiver):
         return [d for d, done in zip(deliveries, flags) if not done]
 
     def _ack_and_delete(self, entry_ids: list[str]) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xack(self.keys.stream, self.cfg.consumer_group, *entry_ids)
-        pipe.xdel(self.keys.stream, *entry_ids)
-        pipe.execute()
+        def call():
+            # XACK and XDEL of entries already gone are no-ops: safe to repeat.
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xack(self.keys.stream, self.cfg.consumer_group, *entry_ids)
+            pipe.xdel(self.keys.stream, *entry_ids)
+            return pipe.execute()
+
+        _retrying(call, self.cfg, "acknowledge")
 
     def commit(self, deliveries: list[Delivery]) -> CommitResult:
         return self._commit_entries([(d.entry_id, d.group.group_id) for d in deliveries])
@@ -423,13 +428,11 @@ class RedisReceiver(_RedisBus, TrajectoryReceiver):
     def extend_lease(self, deliveries: list[Delivery]) -> None:
         if deliveries:
             # Claiming our own entries with min-idle 0 resets their idle time.
-            self.client.xclaim(
-                self.keys.stream,
-                self.cfg.consumer_group,
-                self.name,
-                0,
-                [d.entry_id for d in deliveries],
-                justid=True,
+            entry_ids = [d.entry_id for d in deliveries]
+            _retrying(
+                lambda: self.client.xclaim(self.keys.stream, self.cfg.consumer_group, self.name, 0, entry_ids, justid=True),
+                self.cfg,
+                "extend lease",
             )
 
     def announce_demand(self, groups: int, held: int) -> None:

@@ -22,6 +22,7 @@ from outrider.envs.agent import AgentOutcome, AgentRun, GatewayBridge, run_agent
 from outrider.envs.sandbox import Limits
 from outrider.proto.v1 import common_pb2, env_pb2
 from outrider.serving import FailedPrecondition, InvalidArgument
+from outrider.serving.credentials import ClientCredentials
 from outrider.services.env.metrics import ENV_ERRORS
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class AgentEpisodes:
     def __init__(self, core, cfg: EnvServiceConfig):
         self.core = core
         self.gateway = cfg.agent_gateway
+        self.gateway_tls = cfg.agent_gateway_tls
         self.default_limits = Limits.from_config(cfg.agent_limits)
 
     async def run(self, request: env_pb2.RunAgentRequest) -> env_pb2.RunAgentResponse:
@@ -83,7 +85,8 @@ class AgentEpisodes:
     async def _run(self, spec: env_pb2.EnvSpec, request: env_pb2.RunAgentRequest, task: dict) -> AgentRun:
         host, port = gateway_address(self.gateway)
         limits = self.default_limits.merged(spec.sandbox if spec.HasField("sandbox") else None)
-        async with GatewayBridge(host, port) as bridge:
+        tls = ClientCredentials.from_env().ssl_context() if self.gateway_tls else None
+        async with GatewayBridge(host, port, tls) as bridge:
             return await run_agent(
                 self.core.registry.sandbox, list(spec.agent.command), bridge, session_id=request.session_id,
                 model=request.model, task=task, limits=limits, directory=spec.agent.directory,

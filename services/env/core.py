@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from outrider.envs import openenv
 from outrider.envs.episode import Episode, EpisodeStep
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 OK = common_pb2.ItemStatus.OK
 ERROR = common_pb2.ItemStatus.ERROR
 MAX_PAGE_FACTOR = 10
+CATALOG_THREADS = 2
+"""Threads that build task catalogs, so at most this many builds run at once. A catalog is
+built on its first use (ListTasks, a first episode), and a large one takes a while (10^6
+math tasks: ~26 s on one core): off the event loop, every other call is served meanwhile."""
 
 
 def spec_problem_message(exc: SpecError) -> str:
@@ -53,6 +59,26 @@ class EnvCore:
         self.page_size = page_size
         self.agents = None
         """RunAgent's episodes (`agents.AgentEpisodes`), set by the server."""
+        self._catalog_pool = ThreadPoolExecutor(CATALOG_THREADS, thread_name_prefix="env-catalog")
+        self._catalogs: dict[str, tuple[RegisteredEnv, asyncio.Future]] = {}
+        """Environment name -> (the entry, its catalog build): one build per registered entry."""
+
+    def close(self) -> None:
+        """Stop the catalog threads (a build under way finishes in the background)."""
+        self._catalog_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_pool(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._catalog_pool, function, *args)
+
+    async def catalog_built(self, entry: RegisteredEnv) -> None:
+        """Build a python environment's task catalog (both splits) off the event loop, once per
+        registered entry; concurrent callers wait for the same build."""
+        name = entry.spec.name
+        known = self._catalogs.get(name)
+        if known is None or known[0] is not entry:  # first use, or the name was registered again
+            known = (entry, asyncio.ensure_future(self._in_pool(_build_catalog, entry.catalog)))
+            self._catalogs[name] = known
+        await asyncio.shield(known[1])  # a caller that gives up does not cancel the others' build
 
     # --- registry ------------------------------------------------------------
 
@@ -71,6 +97,7 @@ class EnvCore:
             self.registry.unregister(name)
         except EnvNotFound as exc:
             raise NotFound(str(exc)) from None
+        self._catalogs.pop(name, None)
 
     def _env(self, name: str) -> RegisteredEnv:
         if not name:
@@ -99,8 +126,8 @@ class EnvCore:
             if entry.openenv:
                 page, total = openenv.task_page(entry.spec.openenv, request.split or "train", request.offset, limit)
             else:
-                tasks = entry.catalog.tasks(request.split or "train")
-                page, total = tasks[request.offset : request.offset + limit], len(tasks)
+                await self.catalog_built(entry)
+                page, total = await self._in_pool(_task_page, entry.catalog, request.split or "train", request.offset, limit)
         except TaskNotFound as exc:
             raise InvalidArgument(f"split: {exc}") from None
         return env_pb2.ListTasksResponse(
@@ -141,6 +168,10 @@ class EnvCore:
 
     async def _reset(self, entry: RegisteredEnv, session: Session, request) -> env_pb2.Observation:
         name = entry.spec.name
+        try:
+            await self.catalog_built(entry)  # a first episode would otherwise build it on the loop
+        except Exception:  # noqa: BLE001 - the catalog's failure is ListTasks' to report; reset may not need it
+            log.warning("environment %s: building its task catalog failed", name, exc_info=True)
         try:
             env = entry.new_instance()
             session.episode = Episode(env, entry.spec.max_turns)
@@ -290,3 +321,18 @@ class EnvCore:
         elif session.openenv is not None:
             await self.openenvs.finish(session.openenv)
 
+
+def _build_catalog(catalog) -> None:
+    """Build both splits (environments cache what they build: the built-ins per parameters)."""
+    for split in ("train", "test"):
+        try:
+            catalog.tasks(split)
+        except TaskNotFound:  # an environment without this split
+            pass
+
+
+def _task_page(catalog, split: str, offset: int, limit: int) -> tuple[Sequence, int]:
+    """Tasks [offset, offset + limit) of a split and its size (copying a split of 10^6 tasks
+    takes ~40 ms: also off the loop)."""
+    tasks = catalog.tasks(split)
+    return tasks[offset : offset + limit], len(tasks)

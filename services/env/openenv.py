@@ -42,6 +42,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from outrider.envs import openenv
+from outrider.proto import jsontext
 from outrider.proto.v1 import env_pb2
 from outrider.serving import DeadlineExceeded, FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
 
@@ -81,7 +82,7 @@ def _excerpt(content: bytes | str) -> str:
 def _server_message(content: bytes) -> str:
     """What an error reply says: FastAPI's `detail`, else the body's start."""
     try:
-        detail = json.loads(content).get("detail")
+        detail = jsontext.loads(content).get("detail")
     except (ValueError, AttributeError):
         return _excerpt(content) or "(empty body)"
     if detail is None:
@@ -209,7 +210,7 @@ class OpenEnvs:
         if status >= 300:
             raise self._http_error(spec, route, status, bytes(content))
         try:
-            return json.loads(content)
+            return jsontext.loads(content)
         except ValueError:
             raise EnvFailure(f"POST /{route} answered HTTP {status} with a body that is not JSON: {_excerpt(bytes(content))!r}") from None
 
@@ -268,7 +269,7 @@ class OpenEnvs:
                 raise EnvFailure(f"{what}: the reply is larger than {self.max_reply_bytes} bytes (server.max_message_bytes)") from None
             raise Unavailable(f"{where} is unavailable: the WebSocket closed during the {what}: {exc}") from None
         try:
-            data = json.loads(raw)
+            data = jsontext.loads(raw)
         except ValueError:
             raise EnvFailure(f"{what}: a WebSocket reply that is not JSON: {_excerpt(raw)!r}") from None
         kind = data.get("type") if isinstance(data, dict) else None

@@ -84,6 +84,7 @@ async def create_server(cfg: EnvServiceConfig) -> BuiltServer:
         await sessions.close_all()
         await remotes.close()
         await openenvs.close()
+        core.close()
         if registry.sandbox is not None:
             registry.sandbox.close()
 

@@ -7,6 +7,7 @@ call it, and convert back; validation errors surface as `ServiceError`s.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +48,9 @@ class PolicyCore:
         self.limits = cfg.limits
         self.backend = backend
         self.renderer = renderer
+        # Prompts that cannot fit the served context are refused on their byte length, before
+        # tokenizing (PromptRenderer.check_bytes): every front end's text goes through it.
+        renderer.max_context = backend.info.max_context
         self.schema = schema
         self.gate = VersionGate()
         self._in_flight = 0
@@ -86,7 +90,8 @@ class PolicyCore:
         if self._in_flight >= self.limits.max_concurrent_requests:
             raise ResourceExhausted(
                 f"overloaded: {self._in_flight} requests in flight, the limit is "
-                f"{self.limits.max_concurrent_requests} (limits.max_concurrent_requests); retry later"
+                f"{self.limits.max_concurrent_requests} (limits.max_concurrent_requests)",
+                retry_after_ms=self.limits.overload_retry_after_ms,
             )
         self._in_flight += 1
         try:
@@ -150,6 +155,22 @@ class PolicyCore:
                 except EntropiesUnsupported as exc:
                     raise Unimplemented(f"return_entropies: {exc}") from None
 
+    async def _load(self, version: int, update: WeightsUpdate) -> LoadTimings:
+        try:
+            timings = await self.backend.load_weights(update)
+        except BackendDead as exc:
+            self._mark_dead(str(exc))
+            raise Unavailable(str(exc)) from exc
+        except BaseException as exc:
+            # The weights may be half replaced: serve nothing until a complete update lands.
+            self._broken = (
+                f"weights update to version {version} failed midway ({type(exc).__name__}: {exc}); "
+                f"the model is in an unknown state until a weights update succeeds"
+            )
+            raise
+        self._broken = None
+        return timings
+
     def check_version(self, version: int) -> None:
         """Versions increase, by at most `max_version_jump` per update (served < version <= served + jump)."""
         served = self.gate.version
@@ -164,25 +185,28 @@ class PolicyCore:
             )
 
     async def update_weights(self, version: int, update: WeightsUpdate) -> UpdateOutcome:
-        """Swap weights atomically: in-flight calls finish on the old version first."""
+        """Pause, swap, resume: new calls wait from now, in-flight calls finish on the old
+        version, the weights load, the version bumps, calls go on.
+
+        A caller that gives up (its deadline passes, it cancels) while in-flight calls drain
+        changes nothing: the hold is released, the old weights serve under their version.
+        Once the load has begun it runs to its end under the hold, whatever the caller does:
+        cut short, it would leave the weights half replaced. Finished, it counts (the version
+        names what is served; GetInfo tells a caller that timed out)."""
         self.check_version(version)
         received = time.perf_counter()
         async with self.gate.writing():
             self.check_version(version)  # another update may have won while this one waited
             previous = self.gate.version
+            load = asyncio.ensure_future(self._load(version, update))
             try:
-                timings = await self.backend.load_weights(update)
-            except BackendDead as exc:
-                self._mark_dead(str(exc))
-                raise Unavailable(str(exc)) from exc
-            except BaseException as exc:
-                # The weights may be half replaced: serve nothing until a complete update lands.
-                self._broken = (
-                    f"weights update to version {version} failed midway ({type(exc).__name__}: {exc}); "
-                    f"the model is in an unknown state until a weights update succeeds"
-                )
+                timings = await asyncio.shield(load)
+            except asyncio.CancelledError:
+                await asyncio.wait([load])
+                if not load.cancelled() and load.exception() is None:
+                    self.gate.version = version
+                    log.warning("weights version %d -> %d loaded after its caller gave up", previous, version)
                 raise
-            self._broken = None
             self.gate.version = version
         seconds = time.perf_counter() - received
         log.info("weights version %d -> %d loaded in %.2f s", previous, version, seconds)

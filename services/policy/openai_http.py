@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import math
 import re
 import time
 import uuid
@@ -29,7 +30,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from outrider.proto.chat import ROLES, Message
-from outrider.serving import FailedPrecondition, InvalidArgument, NotFound, ServiceError
+from outrider.serving import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, ServiceError
+from outrider.serving.errors import RETRY_AFTER_MS
+from outrider.serving.auth import Authenticator
 from outrider.services.policy import validation
 from outrider.proto.v1.trajectory_pb2 import SamplingSupport
 from outrider.services.policy import capture as sessions
@@ -37,6 +40,7 @@ from outrider.services.policy.backend import CompletionResult, SamplingSpec, Top
 from outrider.services.policy.capture import CapturedSessions, SessionCall, SessionGone
 from outrider.services.policy.core import PolicyCore
 from outrider.services.policy.openai_schema import ChatRequest, CompletionRequest
+from outrider.services.policy.prompts import utf8_size
 from outrider.services.policy.tool_calls import (
     FORMATS,
     ParsedCall,
@@ -69,8 +73,26 @@ def _sse(payload: dict | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
 
 
-def create_app(core: PolicyCore) -> FastAPI:
+def create_app(core: PolicyCore, authenticator: Authenticator | None = None) -> FastAPI:
+    """The app; with an enabled `authenticator`, `/v1/*` needs a bearer token of the
+    `client` role (the OpenAI clients' API key). `/health` stays open for probes, and
+    `/sessions/<id>/*` is authorised by the session itself: its id is 128 random bits that
+    only the env service (which opened the session in Redis) hands to one agent program."""
     app = FastAPI(title="Outrider policy (OpenAI-compatible)", docs_url=None, redoc_url=None)
+
+    if authenticator is not None and authenticator.enabled:
+        @app.middleware("http")
+        async def _authenticate(request: Request, call_next):
+            if request.url.path.startswith("/v1"):
+                try:
+                    # Every role includes `client`, all that /v1/* needs: authenticating is authorising.
+                    authenticator.authenticate(request.headers.get("authorization"), [], "http")
+                except ServiceError as exc:
+                    response = _error(401 if exc.code == grpc.StatusCode.UNAUTHENTICATED else 403, exc.message,
+                                      "invalid_api_key" if exc.code == grpc.StatusCode.UNAUTHENTICATED else "permission_denied")
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                    return response
+            return await call_next(request)
     renderer = core.renderer
     started = int(time.time())
     # Token texts for logprobs, decoded once per token id (at most the vocabulary): top_logprobs
@@ -80,7 +102,11 @@ def create_app(core: PolicyCore) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         status = 409 if isinstance(exc, SessionGone) else HTTP_STATUS.get(exc.code, 500)
-        return _error(status, exc.message, exc.code.name)
+        response = _error(status, exc.message, exc.code.name)
+        if isinstance(exc, ResourceExhausted) and exc.retry_after_ms is not None:
+            response.headers["Retry-After"] = str(math.ceil(exc.retry_after_ms / 1000))  # whole seconds (RFC 9110)
+            response.headers[RETRY_AFTER_MS] = str(exc.retry_after_ms)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -92,6 +118,12 @@ def create_app(core: PolicyCore) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", str(exc.status_code))
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # Only a request's nesting (JSON in a body, a tool schema, tool-call arguments) goes this
+        # deep: the sender's bad input, like gRPC's (outrider.serving.server._fail).
+        return _error(400, f"{request.url.path}: the request is nested too deeply to process ({exc})", "INVALID_ARGUMENT")
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -269,13 +301,13 @@ def _spec(given: validation.SamplingInput, core: PolicyCore, top_logprobs: int) 
 def _completion_prompts(renderer, prompt: str | list) -> list[list[int]]:
     """OpenAI's four prompt forms: a string, strings, token ids, lists of token ids."""
     if isinstance(prompt, str):
-        return [renderer.tokenize(prompt, add_special_tokens=True)]
+        return [renderer.tokenize(prompt, add_special_tokens=True, where="prompt")]
     if not prompt:
         raise InvalidArgument("prompt: empty list")
     if all(isinstance(p, int) for p in prompt):
         return [list(prompt)]
     if all(isinstance(p, str) for p in prompt):
-        return [renderer.tokenize(p, add_special_tokens=True) for p in prompt]
+        return [renderer.tokenize(p, add_special_tokens=True, where=f"prompt[{i}]") for i, p in enumerate(prompt)]
     return [list(p) for p in prompt]
 
 
@@ -293,6 +325,7 @@ def _render_chat(renderer, body: ChatRequest) -> tuple[list[int], ToolFormat | N
     """Prompt ids of a chat request, and the tool-call format to parse its reply with (None:
     no tools). Plain conversations take the renderer's path, as gRPC's do; tools and tool
     messages are handed to the chat template as HF templates expect them."""
+    renderer.check_bytes(_messages_bytes(body), "messages")  # before rendering or tokenizing any of it
     tool_history = any(m.tool_calls or m.tool_call_id is not None for m in body.messages)
     if not body.uses_tools and not tool_history:
         conversation = [Message(m.role, m.text(f"messages[{i}]"), m.name or "") for i, m in enumerate(body.messages)]
@@ -325,7 +358,16 @@ def _render_chat(renderer, body: ChatRequest) -> tuple[list[int], ToolFormat | N
         text = tokenizer.apply_chat_template(entries, tools=tools, tokenize=False, add_generation_prompt=True)
     except Exception as exc:  # the template itself raised (jinja `raise_exception`): the input is at fault
         raise InvalidArgument(f"messages: the chat template rejected the conversation: {exc}") from None
-    return renderer.tokenize(text, add_special_tokens=False), tool_format
+    return renderer.tokenize(text, add_special_tokens=False, where="messages"), tool_format
+
+
+def _messages_bytes(body: ChatRequest) -> int:
+    """UTF-8 bytes of what the messages put into the prompt: texts, names, tool calls."""
+    size = 0
+    for i, m in enumerate(body.messages):
+        size += utf8_size(m.text(f"messages[{i}]")) + utf8_size(m.name or "") + utf8_size(m.tool_call_id or "")
+        size += sum(utf8_size(call.function.name) + utf8_size(call.function.arguments) for call in m.tool_calls or ())
+    return size
 
 
 async def _session_prompt(captured: CapturedSessions, session_id: str, renderer,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from outrider.proto import jsontext
 from outrider.serving import InvalidArgument
 from outrider.services.policy import validation
 
@@ -124,7 +125,7 @@ class ChatMessage(BaseModel):
             calls = []
             for j, call in enumerate(self.tool_calls):
                 try:
-                    arguments = json.loads(call.function.arguments)
+                    arguments = jsontext.loads(call.function.arguments)
                 except json.JSONDecodeError as exc:
                     raise InvalidArgument(f"{where}.tool_calls[{j}].function.arguments: not valid JSON ({exc})") from None
                 if not isinstance(arguments, dict):

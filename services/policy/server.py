@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from dataclasses import dataclass
 
 import uvicorn
 from grpc_health.v1 import health_pb2
 
+from outrider.config.common import AuthConfig
 from outrider.config.policy import PolicyServiceConfig
 from outrider.proto.v1 import policy_pb2, policy_pb2_grpc
 from outrider.serving import BuiltServer, build_server
+from outrider.serving.auth import Authenticator
 from outrider.services.policy.capture import CapturedSessions
 from outrider.services.policy.core import PolicyCore
 from outrider.services.policy.factory import build_core
@@ -37,11 +40,20 @@ class _InLoopServer(uvicorn.Server):
 class HttpFront:
     """The OpenAI-compatible API served by uvicorn on an already bound socket."""
 
-    def __init__(self, core: PolicyCore, host: str, port: int, grace_s: float):
+    def __init__(self, core: PolicyCore, host: str, port: int, grace_s: float, auth: AuthConfig | None = None):
+        auth = auth or AuthConfig()
         self.socket = socket.create_server((host, port), reuse_port=False)
         self.port: int = self.socket.getsockname()[1]
+        # The same tokens as the gRPC port; the same certificate, and with a client CA the
+        # TLS handshake itself refuses clients without a certificate it signed.
+        tls = {}
+        if auth.tls is not None:
+            tls = {"ssl_certfile": auth.tls.cert_file, "ssl_keyfile": auth.tls.key_file}
+            if auth.tls.client_ca_file:
+                tls |= {"ssl_ca_certs": auth.tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(
-            create_app(core), log_level="warning", lifespan="off", timeout_graceful_shutdown=max(1, int(grace_s)),
+            create_app(core, Authenticator(auth)), log_level="warning", lifespan="off",
+            timeout_graceful_shutdown=max(1, int(grace_s)), **tls,
         )
         self.server = _InLoopServer(config)
         self.task: asyncio.Task | None = None
@@ -101,7 +113,7 @@ async def create_server(cfg: PolicyServiceConfig) -> PolicyServer:
         )
         if cfg.capture.redis_url is not None and cfg.http_port is not None:
             core.sessions = CapturedSessions(cfg.capture, core.renderer)
-        http = HttpFront(core, cfg.server.host, cfg.http_port, cfg.server.grace_s) if cfg.http_port is not None else None
+        http = HttpFront(core, cfg.server.host, cfg.http_port, cfg.server.grace_s, cfg.server.auth) if cfg.http_port is not None else None
     except BaseException:
         await core.backend.shutdown()
         raise

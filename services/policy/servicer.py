@@ -52,7 +52,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             conversation = prompt.conversation
             return renderer.render_chat(messages(conversation), conversation.add_generation_prompt, f"{where}.conversation")[0]
         if kind == "text":
-            return renderer.tokenize(prompt.text, add_special_tokens=True)
+            return renderer.tokenize(prompt.text, add_special_tokens=True, where=f"{where}.text")
         raise InvalidArgument(f"{where}: no input set (token_ids, conversation or text)")
 
     def _prepare(self, request: policy_pb2.GenerateRequest) -> tuple[list[list[int]], SamplingSpec]:
@@ -101,7 +101,8 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         validation.check_prompt_count(len(request.texts), self.core.limits, "texts")
         renderer = self.core.renderer
         return policy_pb2.TokenizeResponse(
-            tokens=[common_pb2.TokenIds(ids=renderer.tokenize(t, request.add_special_tokens)) for t in request.texts]
+            tokens=[common_pb2.TokenIds(ids=renderer.tokenize(t, request.add_special_tokens, f"texts[{i}]"))
+                    for i, t in enumerate(request.texts)]
         )
 
     async def Detokenize(self, request, context) -> policy_pb2.DetokenizeResponse:

@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from outrider.proto import jsontext
+
 
 @dataclass(frozen=True)
 class ParsedCall:
@@ -55,7 +57,7 @@ def _call(obj: object, arguments_key: str) -> ParsedCall | None:
     arguments = obj.get(arguments_key, obj.get("arguments", {}))
     if isinstance(arguments, str):  # some models write the arguments as a JSON string already
         try:
-            arguments = json.loads(arguments)
+            arguments = jsontext.loads(arguments)
         except json.JSONDecodeError:
             return None
     if not isinstance(arguments, dict):
@@ -74,7 +76,7 @@ def parse_hermes(text: str) -> ParsedReply:
     calls = []
     for match in _HERMES_BLOCK.finditer(text, start):
         try:
-            call = _call(json.loads(match.group(1)), "arguments")
+            call = _call(jsontext.loads(match.group(1)), "arguments")
         except json.JSONDecodeError:
             call = None
         if call is None:
@@ -99,11 +101,10 @@ def parse_llama3_json(text: str) -> ParsedReply:
     body = text.strip().removeprefix("<|python_tag|>").strip()
     if not body.startswith("{"):
         return ParsedReply(text, ())
-    decoder = json.JSONDecoder()
     calls, index = [], 0
     while index < len(body):
         try:
-            obj, end = decoder.raw_decode(body, index)
+            obj, end = jsontext.raw_decode(body, index)
         except json.JSONDecodeError:
             return ParsedReply(text, ())
         call = _call(obj, "parameters")

@@ -7,6 +7,7 @@ HTTP API, so both refuse the same inputs with the same words.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from outrider.config.policy import PolicyLimits
@@ -86,6 +87,34 @@ def sampling_spec(given: SamplingInput, limits: PolicyLimits, vocab_size: int, p
 
 def _field(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+MIN_BYTES_PER_TOKEN = 4
+"""Floor of `bytes_per_token`: the longest UTF-8 character, for tokenizers that spend one
+token (an unknown-token id, a byte-fallback piece) on any one character."""
+
+
+def bytes_per_token(token_texts: Iterable[str]) -> int:
+    """Most UTF-8 bytes of text one token stands for: the longest of `token_texts` (every
+    token of the vocabulary, decoded), at least MIN_BYTES_PER_TOKEN.
+
+    A text of B bytes is then at least B / bytes_per_token tokens long, so a prompt of more
+    than max_context x bytes_per_token bytes cannot fit the context: refusing it on its byte
+    length (`check_prompt_bytes`), before tokenizing, never refuses a prompt that would fit.
+    (Tokenizing is what costs: a 50 MB prompt took the HF tokenizer's resident memory from
+    0.6 to 7.8 GB.) Texts that decode to partial UTF-8 count as U+FFFD, 3 bytes: over."""
+    return max(MIN_BYTES_PER_TOKEN, max((len(text.encode("utf-8", errors="replace")) for text in token_texts), default=0))
+
+
+def check_prompt_bytes(size: int, max_context: int | None, per_token: int, where: str) -> None:
+    """Refuse a prompt of `size` UTF-8 bytes above max_context x per_token (`bytes_per_token`)
+    before it is tokenized; max_context None: no limit."""
+    if max_context is not None and size > max_context * per_token:
+        raise InvalidArgument(
+            f"{where}: {size} bytes exceed the limit of {max_context * per_token} bytes for a prompt "
+            f"({max_context} tokens of context (limits.max_context) x {per_token} bytes, the most one token "
+            f"of this tokenizer stands for), so it cannot fit the context"
+        )
 
 
 def check_prompt_ids(ids: list[int], max_context: int, where: str) -> None:

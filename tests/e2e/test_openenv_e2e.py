@@ -13,14 +13,12 @@ first (rollout.reward); at most three guesses, the episode ending at the first r
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections import Counter
 
 import pytest
 import yaml
 
-from testkit.e2e import run_metrics, toy_run_config, train_process
+from testkit.e2e import finish_train, run_metrics, toy_run_config, train_process
 from testkit.openenv_server import ATTEMPTS, ToyServer, expected_reward
 
 pytestmark = pytest.mark.slow
@@ -72,12 +70,7 @@ def test_training_on_an_openenv_server_scores_by_the_servers_rules(tmp_path, toy
         learner={"groups_per_step": GROUPS_PER_STEP, "max_steps": 1},
     )
     process = train_process(config)
-    try:
-        output, _ = process.communicate(timeout=900)
-    except Exception:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        raise AssertionError(f"`outrider train` did not finish:\n{output[-5000:]}") from None
+    output = finish_train(process, timeout=900)
     assert process.returncode == 0, output[-4000:]
     run_dir = tmp_path / "runs" / "openenv"
     assert [m["step"] for m in run_metrics(run_dir)] == [1]

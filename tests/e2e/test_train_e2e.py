@@ -19,19 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from testkit.e2e import descendants, run_metrics, toy_run_config, train_process
+from testkit.e2e import descendants, finish_train, run_metrics, toy_run_config, train_process
 
 pytestmark = pytest.mark.slow
-
-
-def _finish(process, timeout: float = 600) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except Exception:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        raise AssertionError(f"`outrider train` did not finish in {timeout} s:\n{output[-5000:]}") from None
-    return output
 
 
 def _cmdline(pid: int) -> str:
@@ -68,7 +58,7 @@ def _group_rewards(run_dir: Path) -> dict[str, float]:
 
 def test_agent_learns_the_toy_task(tmp_path):
     config = toy_run_config(tmp_path, "learn", learner={"max_steps": 15})
-    output = _finish(train_process(config))
+    output = finish_train(train_process(config))
     assert "ledger: " in output and ", 0 lost" in output, output[-3000:]
     run_dir = tmp_path / "runs" / "learn"
     rewards = [m["reward_mean"] for m in run_metrics(run_dir)]
@@ -121,7 +111,7 @@ def test_killed_worker_and_learner_lose_nothing_and_train_nothing_twice(tmp_path
         _wait_step(run_dir, 5, process)
         learner = next(p for p in descendants(process.pid) if "torch.distributed.run" in _cmdline(p))
         os.killpg(learner, signal.SIGKILL)  # torchrun and its rank
-        output = _finish(process)
+        output = finish_train(process)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -142,7 +132,7 @@ def test_ppo_with_a_value_critic_runs_and_the_critic_learns(tmp_path):
     }
     rollout = {"reward": {"steps": "env"}}
     config = toy_run_config(tmp_path, "ppo", learner=learner, rollout=rollout)
-    output = _finish(train_process(config))
+    output = finish_train(train_process(config))
     metrics = run_metrics(tmp_path / "runs" / "ppo")
     assert len(metrics) == 6, output[-3000:]
     losses = [m["critic/loss"] for m in metrics]
@@ -163,7 +153,7 @@ def test_a_bad_config_fails_before_anything_starts(tmp_path, override, field, me
     config = toy_run_config(tmp_path, "bad", **override)
     started = time.monotonic()
     process = train_process(config)
-    output = _finish(process, timeout=60)
+    output = finish_train(process, timeout=60)
     assert process.returncode == 1
     assert f"{field}: " in output and message in output, output
     assert not (tmp_path / "runs" / "bad").exists(), "nothing was started"
@@ -171,18 +161,20 @@ def test_a_bad_config_fails_before_anything_starts(tmp_path, override, field, me
 
 
 def test_a_dying_service_is_named_and_the_run_stops_without_orphans(tmp_path):
+    # With no restarts left (a service is restarted otherwise: tests/e2e/test_chaos_e2e.py).
     config = toy_run_config(tmp_path, "dies", learner={"max_steps": 50})
-    process = train_process(config)
+    process = train_process(config, "--restarts", "0")
     run_dir = tmp_path / "runs" / "dies"
     try:
         _wait_step(run_dir, 1, process)
         everything = descendants(process.pid)
         env_service = next(p for p in everything if "outrider.services.env.main" in _cmdline(p))
         os.kill(env_service, signal.SIGKILL)
-        output = _finish(process, timeout=120)
+        output = finish_train(process, timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 1
     assert re.search(r"service 'env' \(pid \d+\) stopped: killed by signal 9", output), output[-3000:]
+    assert "restart budget spent (0 restarts)" in output, output[-3000:]
     assert _alive(everything) == [], [(_cmdline(p)) for p in _alive(everything)]

@@ -48,6 +48,18 @@ def assert_nothing_left(sandbox, *needles: str) -> None:
     leftover = host_pids_of_uids(sandbox.options.uid_base, sandbox.options.uid_base + 65536)
     assert leftover == [], [(pid, Path(f"/proc/{pid}/status").read_text()[:300]) for pid in leftover]
     assert list(Path(root).glob("run-*")) == []
+    assert leftover_run_cgroups(sandbox) == []
+
+
+def leftover_run_cgroups(sandbox) -> list[Path]:
+    """Run cgroups of this test process that still exist (bwrap with cgroups; [] otherwise).
+
+    Other processes on the machine may be running sandboxes under the same parent at the
+    same time, so only names with this process's pid (`run-<pid>-<token>`) count."""
+    setup = getattr(sandbox, "cgroups", None)
+    if setup is None:
+        return []
+    return [path for parent in setup.parents.values() for path in parent.glob(f"run-{os.getpid()}-*")]
 
 
 def host_pids_of_uids(low: int, high: int) -> list[int]:

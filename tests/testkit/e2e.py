@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -88,3 +90,26 @@ def descendants(pid: int) -> list[int]:
         found += children
         frontier += children
     return found
+
+
+def wait_for_child(predicate, timeout: float, what: str, child) -> object:
+    """Poll `predicate` until it returns something true; past `timeout`, fail with `what`
+    and the end of the supervised `child`'s log."""
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s:\n{child.log_path.read_text()[-4000:]}")
+        time.sleep(0.2)
+    return found
+
+
+def finish_train(process: subprocess.Popen, timeout: float = 600) -> str:
+    """The output of a `train_process` once it has exited; past `timeout`, kill its whole
+    process group and fail with the output's end."""
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except Exception:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f"`outrider train` did not finish in {timeout} s:\n{output[-5000:]}") from None
+    return output

@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,10 +27,8 @@ from google.protobuf.descriptor import MethodDescriptor
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from outrider.config import dump_yaml
-from outrider.services import SERVICE_MAIN_MODULES
-from outrider.stack import wait_serving
 from testkit.proto_strategies import messages, mutated, raw_bytes
+from testkit.service_process import ServiceProcess, rss_bytes
 
 BAD_CODES = {
     grpc.StatusCode.UNKNOWN: "an exception escaped the handler",
@@ -76,14 +72,6 @@ def fuzz_cases() -> int:
     return cases
 
 
-def rss_bytes(pid: int, key: str = "VmRSS") -> int:
-    """`VmRSS` (or `VmHWM`, the peak) of a process, from /proc/PID/status."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise KeyError(f"{key} not in /proc/{pid}/status")
-
-
 @dataclass
 class ServiceUnderFuzz:
     name: str
@@ -103,21 +91,8 @@ class ServiceUnderFuzz:
     @classmethod
     def start(cls, name: str, cfg, folder: Path, timeout_s: float = 300.0) -> ServiceUnderFuzz:
         """Start service `name` with config model `cfg` (its server on port 0); wait for SERVING."""
-        config_path = folder / f"{name}.yaml"
-        config_path.write_text(dump_yaml(cfg))
-        log_path = folder / f"{name}.log"
-        launcher = _LAUNCHER.format(parent=os.getpid(), module=SERVICE_MAIN_MODULES[name])
-        process = subprocess.Popen(
-            [sys.executable, "-c", launcher, "--config", str(config_path)],
-            stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True,  # noqa: SIM115 - the child owns it
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        port = _read_port(process, timeout_s)
-        if port is None:
-            process.kill()
-            raise RuntimeError(f"{name} service exited with {process.wait()} before READY; log:\n{log_path.read_text()[-3000:]}")
-        target = cls(name, process, log_path, f"127.0.0.1:{port}")
-        wait_serving(target.address, timeout_s=60)
+        spawned = ServiceProcess.start(name, cfg, folder, timeout_s)
+        target = cls(name, spawned.process, spawned.log_path, spawned.address)
         target.channel = grpc.insecure_channel(target.address, options=[("grpc.max_receive_message_length", 64 * 2**20)])
         return target
 
@@ -156,37 +131,6 @@ class ServiceUnderFuzz:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         return self.process.wait()
-
-
-_LAUNCHER = """\
-import os, runpy, sys
-from outrider.process import die_with_parent
-die_with_parent()
-if os.getppid() != {parent}:
-    sys.exit("the test process ended before the service started")
-sys.argv[0] = "{module}"
-runpy.run_module("{module}", run_name="__main__", alter_sys=True)
-"""
-"""`python -m <service main>` that dies with the test process. Not `preexec_fn=die_with_parent`:
-that forks the test process, which holds gRPC channels, and gRPC's fork handlers then abort the
-child now and then ("epoll_wait error: Bad file descriptor", SIGABRT) before it execs."""
-
-
-def _read_port(process: subprocess.Popen, timeout_s: float) -> int | None:
-    found: dict[str, int] = {}
-
-    def read() -> None:
-        for line in process.stdout:
-            if line.startswith("OUTRIDER_READY"):
-                found["port"] = int(dict(part.split("=", 1) for part in line.split()[1:])["port"])
-                break
-        # Keep draining stdout so the child never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout_s)
-    return found.get("port")
 
 
 def _describe_exit(code: int | None) -> str:

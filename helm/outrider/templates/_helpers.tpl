@@ -50,9 +50,37 @@ redis://{{ include "outrider.fullname" . }}-redis:6379/0
 {{- $_ := set $cfg "redis" (mergeOverwrite (get $cfg "redis" | default dict) (dict "url" $redisUrl)) -}}
 {{- range $services -}}
 {{- $section := get $cfg . | default dict -}}
-{{- $server := mergeOverwrite (get $section "server" | default dict) (dict "host" "0.0.0.0" "port" (int $.Values.ports.grpc) "metrics_port" (int $.Values.ports.metrics)) -}}
+{{- $auth := dict "insecure" true -}}
+{{- if $.Values.auth.enabled -}}
+{{- $auth = dict "token_files" (dict "client" "/var/run/outrider/auth/client.token" "admin" "/var/run/outrider/auth/admin.token") -}}
+{{- end -}}
+{{- $server := mergeOverwrite (get $section "server" | default dict) (dict "host" "0.0.0.0" "port" (int $.Values.ports.grpc) "metrics_port" (int $.Values.ports.metrics) "auth" $auth) -}}
 {{- $_ := set $section "server" $server -}}
 {{- $_ := set $cfg . $section -}}
+{{- end -}}
+{{- /* The OpenAI API listens where the Service and the container port say it does. */ -}}
+{{- $policy := get $cfg "policy" -}}
+{{- $_ := set $policy "http_port" (int $.Values.ports.http) -}}
+{{- /* Captured agent sessions live in the run's Redis (as `outrider up` sets them), and the
+env service's agent gateway is the policy Service's HTTP port: the one address besides DNS
+that the env pods' NetworkPolicy lets out. Either stays as set in `config` if given. */ -}}
+{{- $capture := get $policy "capture" | default dict -}}
+{{- if not (get $capture "redis_url") -}}
+{{- $_ := set $capture "redis_url" $redisUrl -}}
+{{- end -}}
+{{- $_ := set $policy "capture" $capture -}}
+{{- $envSection := get $cfg "env" -}}
+{{- if not (get $envSection "agent_gateway") -}}
+{{- $_ := set $envSection "agent_gateway" (printf "%s-policy:%d" $name (int $.Values.ports.http)) -}}
+{{- end -}}
+{{- /* env.sandbox=bwrap: the pod is made for bwrap, so the service names it and refuses to
+start where it cannot run (with "auto" it would start and refuse code sessions instead). */ -}}
+{{- if eq ($.Values.env.sandbox | default "bwrap") "bwrap" -}}
+{{- $sandbox := get $envSection "sandbox" | default dict -}}
+{{- if not (get $sandbox "backend") -}}
+{{- $_ := set $sandbox "backend" "bwrap" -}}
+{{- end -}}
+{{- $_ := set $envSection "sandbox" $sandbox -}}
 {{- end -}}
 {{- $curriculum := get $cfg "curriculum" -}}
 {{- $_ := set $curriculum "redis" (mergeOverwrite (get $curriculum "redis" | default dict) (dict "url" $redisUrl)) -}}
@@ -60,6 +88,9 @@ redis://{{ include "outrider.fullname" . }}-redis:6379/0
 {{- end -}}
 
 {{- define "outrider.scheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with .nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -70,6 +101,131 @@ tolerations:
 {{- end }}
 {{- with .affinity }}
 affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+
+{{- /* The Secret holding the services' tokens. */ -}}
+{{- define "outrider.authSecret" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "outrider.fullname" .)) -}}
+{{- end -}}
+
+{{- /* Env and mount that give a pod the tokens; `role`: the role its clients present. */ -}}
+{{- define "outrider.authEnv" -}}
+{{- if .root.Values.auth.enabled }}
+env:
+  {{- include "outrider.authEnvItems" . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- /* The same variables as list items, for a container that has other env too. */ -}}
+{{- define "outrider.authEnvItems" -}}
+{{- if .root.Values.auth.enabled }}
+- {name: OUTRIDER_AUTH_DIR, value: /var/run/outrider/auth}
+- {name: OUTRIDER_AUTH_ROLE, value: {{ .role }}}
+{{- end }}
+{{- end -}}
+
+{{- define "outrider.authMount" -}}
+{{- if .Values.auth.enabled }}
+- {name: auth, mountPath: /var/run/outrider/auth, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "outrider.authVolume" -}}
+{{- if .Values.auth.enabled }}
+- name: auth
+  secret:
+    secretName: {{ include "outrider.authSecret" . }}
+    defaultMode: 0440  # readable by the pods' fsGroup (they run as non-root)
+{{- end }}
+{{- end -}}
+
+
+{{- /* Hardening (docs/deploy.md, "Security of the chart").
+
+Every Outrider container runs as podSecurity.runAsUser, non-root, without
+capabilities or privilege escalation, on a read-only root filesystem; what a
+process writes goes to the emptyDirs below (/tmp, and one cache volume holding
+HOME, the HF, torch-extension, Triton and vLLM caches and the model cache
+$OUTRIDER_CACHE). */ -}}
+{{- define "outrider.podSecurityContext" -}}
+{{- $ps := .Values.podSecurity -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: {{ $ps.runAsUser }}
+  runAsGroup: {{ $ps.runAsGroup }}
+  fsGroup: {{ $ps.fsGroup }}
+  fsGroupChangePolicy: OnRootMismatch
+  seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- /* `seccomp`, `appArmor` (dicts, optional) and `procMount` (string, optional): the env
+pods' bwrap exception; everything else is the same for every container. */ -}}
+{{- define "outrider.containerSecurityContext" -}}
+securityContext:
+  runAsNonRoot: true
+  allowPrivilegeEscalation: false
+  privileged: false
+  readOnlyRootFilesystem: true
+  capabilities: {drop: [ALL]}
+  seccompProfile:
+    {{- toYaml (.seccomp | default (dict "type" "RuntimeDefault")) | nindent 4 }}
+  {{- with .appArmor }}
+  appArmorProfile:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .procMount }}
+  procMount: {{ . }}
+  {{- end }}
+{{- end -}}
+
+{{- define "outrider.cacheDir" -}}/var/cache/outrider{{- end -}}
+
+{{- /* Where the processes write, all in the cache emptyDir (HOME is its root: libraries that
+write ~/.cache or ~/.config find a writable folder that exists). */ -}}
+{{- define "outrider.runtimeEnvItems" -}}
+{{- $cache := include "outrider.cacheDir" . -}}
+- {name: HOME, value: {{ $cache }}}
+- {name: XDG_CACHE_HOME, value: {{ $cache }}/xdg}
+- {name: HF_HOME, value: {{ $cache }}/huggingface}
+- {name: TORCH_EXTENSIONS_DIR, value: {{ $cache }}/torch_extensions}
+- {name: TRITON_CACHE_DIR, value: {{ $cache }}/triton}
+- {name: OUTRIDER_CACHE, value: {{ $cache }}/outrider}
+- {name: TMPDIR, value: /tmp}
+- {name: PYTHONDONTWRITEBYTECODE, value: "1"}
+{{- end -}}
+
+{{- /* env: the runtime variables, the auth variables (`role`) and `extra` (list). */ -}}
+{{- define "outrider.containerEnv" -}}
+env:
+  {{- include "outrider.runtimeEnvItems" .root | nindent 2 }}
+  {{- include "outrider.authEnvItems" . | nindent 2 }}
+  {{- with .extra }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{- define "outrider.runtimeMounts" -}}
+- {name: tmp, mountPath: /tmp}
+- {name: cache, mountPath: {{ include "outrider.cacheDir" . }}}
+{{- end -}}
+
+{{- define "outrider.runtimeVolumes" -}}
+- name: tmp
+  emptyDir: {sizeLimit: {{ .Values.podSecurity.tmpSizeLimit }}}
+- name: cache
+  emptyDir: {sizeLimit: {{ .Values.podSecurity.cacheSizeLimit }}}
+{{- end -}}
+
+{{- /* Pod-level fields every release pod shares: no service-account token (model-written
+code must not reach the Kubernetes API), the image pull secrets. */ -}}
+{{- define "outrider.podCommon" -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}

@@ -20,13 +20,14 @@ import json
 
 from outrider.envs.code_harness import extract_code, harness_files, read_outcomes
 from outrider.envs.sandbox import LimitHit, SandboxError, sandbox_from_config
+from outrider.proto import jsontext
 from outrider.services.reward.verifiers.base import Verdict, Verifier, VerifierError, VerifierInput
 
 
 def parse_tests(reference: str) -> list[list[str]]:
     """The (call, expected) pairs of a reference; VerifierError when malformed."""
     try:
-        spec = json.loads(reference)
+        spec = jsontext.loads(reference)
     except json.JSONDecodeError as exc:
         raise VerifierError(f"reference is not JSON ({exc.msg}); expected {{\"tests\": [[call, expected], ...]}}") from None
     tests = spec.get("tests") if isinstance(spec, dict) else None

@@ -212,7 +212,7 @@ def rollout_services(tmp_path_factory, scripted_remote):
     )
     with LocalStack(run, root / "stack") as stack:
         addresses = stack.addresses()
-        with PolicyClient(addresses["policy"]) as policy, EnvClient(addresses["env"]) as env:
+        with PolicyClient(addresses["policy"], credentials=stack.credentials()) as policy, EnvClient(addresses["env"], credentials=stack.credentials("admin")) as env:  # it registers an env
             env.register(scripted_spec(scripted_remote.port))
             yield policy, env
 

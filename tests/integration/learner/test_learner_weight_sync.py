@@ -41,7 +41,7 @@ def _alive(entry: Path) -> bool:
     return True
 
 
-def test_policy_serves_each_published_version_with_the_learners_logprobs(any_redis_url, bus_prefix, tmp_path):
+def test_policy_serves_each_published_version_with_the_learners_logprobs(any_redis_url, bus_prefix, tmp_path, monkeypatch):
     stack_cfg = parse_config(
         {
             "name": "policy-only",
@@ -58,7 +58,10 @@ def test_policy_serves_each_published_version_with_the_learners_logprobs(any_red
         sender.send(group)
 
     run_dir = tmp_path / "run"
-    with LocalStack(stack_cfg, tmp_path / "stack") as stack, PolicyClient(stack.addresses()["policy"]) as policy:
+    with LocalStack(stack_cfg, tmp_path / "stack") as stack, PolicyClient(stack.addresses()["policy"], credentials=stack.credentials()) as policy:
+        # The learner process updates the weights: it needs the admin role.
+        for name, value in stack.child_env("admin").items():
+            monkeypatch.setenv(name, value)
         assert policy.info().policy_version == 0
         initial = list(policy.score_tokens([(PROMPT + GOOD, len(PROMPT))]).sequences[0].logprobs)
         assert initial == pytest.approx(_learner_logprobs(resolve_model("tiny-random")), abs=1e-5)

@@ -64,12 +64,13 @@ async def test_32_concurrent_clients(server):
 
 def test_overload_is_resource_exhausted_and_recovers(server, client):
     """With the limit at 2, two admitted requests (held behind a weights swap, as during a
-    real update) fill it; the third is refused at once on gRPC and HTTP (429)."""
+    real update) fill it; the third is refused at once on gRPC and HTTP (429), with the retry
+    hint of limits.overload_retry_after_ms: 1500 ms, `Retry-After: 2` (seconds, rounded up)."""
     import httpx
 
     core = server.server.core
     limits = core.limits
-    original = limits.max_concurrent_requests
+    original, original_hint = limits.max_concurrent_requests, limits.overload_retry_after_ms
     release: dict = {}
 
     async def hold_swap(started: threading.Event):
@@ -80,7 +81,7 @@ def test_overload_is_resource_exhausted_and_recovers(server, client):
 
     started = threading.Event()
     holder = threading.Thread(target=server.call, args=(hold_swap(started),))
-    limits.max_concurrent_requests = 2
+    limits.max_concurrent_requests, limits.overload_retry_after_ms = 2, 1500
     try:
         holder.start()
         assert started.wait(30)
@@ -96,14 +97,17 @@ def test_overload_is_resource_exhausted_and_recovers(server, client):
             client.generate([PROMPT], max_tokens=4)
         assert failure.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "overloaded" in failure.value.details() and "limits.max_concurrent_requests" in failure.value.details()
+        assert failure.value.details().endswith("; retry in 1500 ms")
+        assert ("retry-after-ms", "1500") in tuple(failure.value.trailing_metadata())
         http = httpx.post(f"{server.http_url}/completions", json={"model": "tiny-random", "prompt": PROMPT, "max_tokens": 2})
         assert http.status_code == 429 and "overloaded" in http.json()["error"]["message"]
+        assert (http.headers["retry-after"], http.headers["retry-after-ms"]) == ("2", "1500")
     finally:
         server.loop.call_soon_threadsafe(release["event"].set)
         holder.join(30)
         for thread in waiting:
             thread.join(60)
-        limits.max_concurrent_requests = original
+        limits.max_concurrent_requests, limits.overload_retry_after_ms = original, original_hint
     assert len(replies) == 2 and all(len(r.results[0].completions[0].token_ids) >= 1 for r in replies)
     assert len(client.generate([PROMPT], max_tokens=3).results) == 1
 

@@ -35,7 +35,7 @@ def services(tmp_path_factory):
     )
     with LocalStack(run, root / "stack") as stack:
         addresses = stack.addresses()
-        with PolicyClient(addresses["policy"]) as policy, EnvClient(addresses["env"]) as env:
+        with PolicyClient(addresses["policy"], credentials=stack.credentials()) as policy, EnvClient(addresses["env"], credentials=stack.credentials()) as env:
             yield policy, env
 
 

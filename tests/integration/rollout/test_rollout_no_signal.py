@@ -42,7 +42,10 @@ def _run(root, dynamic_sampling: bool):
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("nosignal")
     run = _run(root, dynamic_sampling=True)
-    with LocalStack(run, root / "stack") as stack:
+    with LocalStack(run, root / "stack") as stack, pytest.MonkeyPatch.context() as env:
+        # In-process rollouts present the stack's credentials as a worker process would.
+        for name, value in stack.child_env("client").items():
+            env.setenv(name, value)
         yield root, stack
 
 
@@ -59,7 +62,7 @@ def _wired(root, stack, dynamic_sampling: bool):
 def test_a_group_without_signal_is_counted_not_sent_and_reported_once(stack):
     root, local = stack
     run = _wired(root, local, dynamic_sampling=True)
-    with EnvClient(local.addresses()["env"]) as env:
+    with EnvClient(local.addresses()["env"], credentials=local.credentials()) as env:
         task = env.list_tasks("math", split="train", limit=1, include_reference=True)[0]
     rollouts = Rollouts(run)
     first = rollouts.play(task, "nosignal-g0000001", seed=1)
@@ -77,7 +80,7 @@ def test_a_group_without_signal_is_counted_not_sent_and_reported_once(stack):
     assert bus.produced_ids() == set()
     assert bus.discarded_ids() == {"nosignal-g0000001"}
     assert bus.stats().discarded == 1
-    with CurriculumClient(local.addresses()["curriculum"]) as curriculum:
+    with CurriculumClient(local.addresses()["curriculum"], credentials=local.credentials()) as curriculum:
         # One report of GROUP episodes, not two.
         assert curriculum.state().total_attempts == GROUP
 
@@ -85,7 +88,7 @@ def test_a_group_without_signal_is_counted_not_sent_and_reported_once(stack):
 def test_without_dynamic_sampling_the_same_group_is_sent(stack):
     root, local = stack
     run = _wired(root, local, dynamic_sampling=False)
-    with EnvClient(local.addresses()["env"]) as env:
+    with EnvClient(local.addresses()["env"], credentials=local.credentials()) as env:
         task = env.list_tasks("math", split="train", limit=1, include_reference=True)[0]
     summary = Rollouts(run).play(task, "nosignal-g0000002", seed=2)
     assert len(set(summary["rewards"])) == 1

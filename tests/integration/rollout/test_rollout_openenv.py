@@ -36,7 +36,7 @@ def stack_and_server(tmp_path_factory):
     try:
         with LocalStack(run, root / "stack") as stack:
             addresses = stack.addresses()
-            with PolicyClient(addresses["policy"]) as policy, EnvClient(addresses["env"]) as env:
+            with PolicyClient(addresses["policy"], credentials=stack.credentials()) as policy, EnvClient(addresses["env"], credentials=stack.credentials("admin")) as env:  # it registers an env
                 yield policy, env, server
     finally:
         server.stop()

@@ -35,6 +35,10 @@ def test_env_config_defaults_register_every_builtin():
         ({"sandbox": {"limits": {"memory_bytes": 1024}}}, "sandbox.limits.memory_bytes"),
         ({"sandbox": {"uid_base": 2**31}}, "sandbox.uid_base"),
         ({"remote_timeout_s": -1}, "remote_timeout_s"),
+        ({"sandbox": {"cgroups": "v3"}}, "sandbox.cgroups"),
+        ({"sandbox": {"cgroup_parent": "../escape"}}, "sandbox.cgroup_parent"),
+        ({"sandbox": {"cgroup_parent": "a//b"}}, "sandbox.cgroup_parent"),
+        ({"sandbox": {"cpu_cores": 0}}, "sandbox.cpu_cores"),
     ],
 )
 def test_env_config_bounds_fail_with_the_field_path(data, path):
@@ -83,6 +87,8 @@ def test_prlimit_arguments_round_cpu_up_and_add_a_hard_second():
     assert argv == ["prlimit", f"--as={1 << 28}", "--cpu=3:4", "--nproc=40", f"--fsize={1 << 20}", "--core=0", "--"]
     # With a leased uid only the run's processes plus the wrapper's count.
     assert nproc_limit(Limits(max_processes=16), own_uid=True, wrapper_processes=2) == 18
+    # With a pids cgroup RLIMIT_NPROC is left out.
+    assert prlimit_argv(limits, nproc=None) == ["prlimit", f"--as={1 << 28}", "--cpu=3:4", f"--fsize={1 << 20}", "--core=0", "--"]
 
 
 def test_docker_container_options_carry_every_limit():

@@ -12,7 +12,7 @@ from outrider.config import ConfigError
 from outrider.config.overrides import parse_override
 from outrider.experiment.recipe import RECIPES_DIR, TrainRecipe, expand, load_recipe
 
-TRAIN_RECIPES = ["entropy-collapse", "nsr-psr"]
+TRAIN_RECIPES = ["entropy-collapse", "nsr-psr", "boundary"]
 
 
 def _flatten(value, prefix: tuple = ()) -> dict[tuple, object]:
@@ -35,7 +35,7 @@ def _diff(a: dict, b: dict) -> set[tuple]:
 
 
 def test_the_shipped_recipes_are_the_expected_ones():
-    assert sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) == ["entropy-collapse", "nsr-psr", "surrogate-toy"]
+    assert sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) == ["boundary", "entropy-collapse", "nsr-psr", "surrogate-toy"]
 
 
 def test_entropy_collapse_and_nsr_psr_have_the_arms_the_issue_names():
@@ -43,7 +43,15 @@ def test_entropy_collapse_and_nsr_psr_have_the_arms_the_issue_names():
     assert arms == {
         "entropy-collapse": ["grpo", "clip-higher", "clip-cov", "kl-cov", "entropy-advantage", "forking-tokens"],
         "nsr-psr": ["psr", "nsr", "w-reinforce", "grpo"],
+        "boundary": ["grpo"],
     }
+
+
+@pytest.mark.parametrize("scale", ["tiny", "cpu", "gpu"])
+def test_the_boundary_recipe_evaluates_base_against_final_at_large_k(scale, tmp_path):
+    (run,) = expand(load_recipe("boundary"), scale, seeds=1, out=tmp_path)
+    boundary = run.config.evaluation.boundary
+    assert boundary.enabled and boundary.samples == {"tiny": 32, "cpu": 64, "gpu": 256}[scale]
 
 
 @pytest.mark.parametrize("name", TRAIN_RECIPES)

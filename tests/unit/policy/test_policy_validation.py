@@ -8,7 +8,9 @@ from outrider.config.policy import PolicyLimits
 from outrider.serving import InvalidArgument, NotFound
 from outrider.services.policy.validation import (
     SamplingInput,
+    bytes_per_token,
     check_model,
+    check_prompt_bytes,
     check_prompt_count,
     check_prompt_ids,
     check_score_sequence,
@@ -87,3 +89,18 @@ def test_model_names():
     check_model("tiny", "tiny")
     with pytest.raises(NotFound, match="unknown model 'big'; this service serves 'tiny'"):
         check_model("big", "tiny")
+
+
+def test_bytes_per_token_is_the_longest_token_text_in_utf8_bytes():
+    assert bytes_per_token(["a", "é€", "<|im_start|>", ""]) == 12  # "<|im_start|>": 12 ASCII bytes
+    assert bytes_per_token(["a", "é€"]) == 5  # é: 2 bytes, €: 3
+    assert bytes_per_token(["a", "b"]) == 4  # the floor: one UTF-8 character of up to 4 bytes per token
+    assert bytes_per_token(["\ufffd"]) == 4  # a partial byte sequence decodes to U+FFFD (3 bytes): the floor
+
+
+def test_prompt_bytes_up_to_context_times_bytes_per_token():
+    check_prompt_bytes(512 * 81, 512, 81, "prompts[0].text")
+    check_prompt_bytes(10**9, None, 81, "text")  # no context known: no limit
+    with pytest.raises(InvalidArgument, match=r"^prompts\[0\]\.text: 41473 bytes exceed the limit of 41472 bytes for a prompt "
+                                              r"\(512 tokens of context \(limits\.max_context\) x 81 bytes"):
+        check_prompt_bytes(512 * 81 + 1, 512, 81, "prompts[0].text")
