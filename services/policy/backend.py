@@ -24,6 +24,11 @@ class BackendDead(RuntimeError):
     """The inference engine is gone (e.g. its process died); only a restart helps."""
 
 
+class WeightsNotApplied(RuntimeError):
+    """A weights update failed before any served weight changed (its tensors could not be
+    read or staged): the old weights still serve, under their version."""
+
+
 class EntropiesUnsupported(RuntimeError):
     """The backend cannot compute full-vocabulary entropies (ScoreTokens answers UNIMPLEMENTED)."""
 

@@ -25,6 +25,7 @@ from outrider.services.policy.backend import (
     EntropiesUnsupported,
     LoadTimings,
     SamplingSpec,
+    WeightsNotApplied,
     WeightsUpdate,
 )
 from outrider.services.policy.prompts import PromptRenderer
@@ -161,6 +162,10 @@ class PolicyCore:
         except BackendDead as exc:
             self._mark_dead(str(exc))
             raise Unavailable(str(exc)) from exc
+        except WeightsNotApplied as exc:
+            # Nothing changed: the old weights go on serving under their version.
+            raise InvalidArgument(f"weights update to version {version} not applied: {exc}; "
+                                  f"version {self.gate.version} still serves") from exc
         except BaseException as exc:
             # The weights may be half replaced: serve nothing until a complete update lands.
             self._broken = (

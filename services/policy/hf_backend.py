@@ -30,6 +30,7 @@ from outrider.services.policy.backend import (
     LoadTimings,
     ModelInfo,
     SamplingSpec,
+    WeightsNotApplied,
     WeightsUpdate,
 )
 from outrider.services.policy.hf_decode import Row, decode_rows
@@ -265,12 +266,17 @@ class HFBackend(Backend):
     @torch.inference_mode()
     def _load_weights(self, update: WeightsUpdate) -> LoadTimings:
         started = time.perf_counter()
-        if update.path is not None:
-            tensors = read_checkpoint(update.path)
-        elif update.file is not None:
-            tensors = read_file(update.file)
-        else:
-            tensors = dict(update.tensors)
+        # Read everything before touching the model: a file that fails to read (truncated,
+        # corrupt) leaves the served weights as they were.
+        try:
+            if update.path is not None:
+                tensors = read_checkpoint(update.path)
+            elif update.file is not None:
+                tensors = read_file(update.file)
+            else:
+                tensors = dict(update.tensors)
+        except Exception as exc:  # noqa: BLE001 - safetensors/torch raise many kinds
+            raise WeightsNotApplied(f"reading the weights failed: {type(exc).__name__}: {exc}") from exc
         missing, unexpected = self.model.load_state_dict(tensors, strict=False)
         tied = {name for name in missing if name.endswith("lm_head.weight") and self.model.config.tie_word_embeddings}
         if unexpected or set(missing) - tied:

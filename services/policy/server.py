@@ -20,7 +20,7 @@ from outrider.serving.auth import Authenticator
 from outrider.services.policy.capture import CapturedSessions
 from outrider.services.policy.core import PolicyCore
 from outrider.services.policy.factory import build_core
-from outrider.services.policy.openai_http import create_app
+from outrider.services.policy.openai_http import BodyLimit, create_app
 from outrider.services.policy.servicer import PolicyServicer
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ class _InLoopServer(uvicorn.Server):
 class HttpFront:
     """The OpenAI-compatible API served by uvicorn on an already bound socket."""
 
-    def __init__(self, core: PolicyCore, host: str, port: int, grace_s: float, auth: AuthConfig | None = None):
+    def __init__(self, core: PolicyCore, host: str, port: int, grace_s: float, auth: AuthConfig | None = None,
+                 max_body_bytes: int = 64 * 1024 * 1024):
         auth = auth or AuthConfig()
         self.socket = socket.create_server((host, port), reuse_port=False)
         self.port: int = self.socket.getsockname()[1]
@@ -52,7 +53,7 @@ class HttpFront:
             if auth.tls.client_ca_file:
                 tls |= {"ssl_ca_certs": auth.tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(
-            create_app(core, Authenticator(auth)), log_level="warning", lifespan="off",
+            BodyLimit(create_app(core, Authenticator(auth)), max_body_bytes), log_level="warning", lifespan="off",
             timeout_graceful_shutdown=max(1, int(grace_s)), **tls,
         )
         self.server = _InLoopServer(config)
@@ -113,7 +114,7 @@ async def create_server(cfg: PolicyServiceConfig) -> PolicyServer:
         )
         if cfg.capture.redis_url is not None and cfg.http_port is not None:
             core.sessions = CapturedSessions(cfg.capture, core.renderer)
-        http = HttpFront(core, cfg.server.host, cfg.http_port, cfg.server.grace_s, cfg.server.auth) if cfg.http_port is not None else None
+        http = HttpFront(core, cfg.server.host, cfg.http_port, cfg.server.grace_s, cfg.server.auth, cfg.server.max_message_bytes) if cfg.http_port is not None else None
     except BaseException:
         await core.backend.shutdown()
         raise

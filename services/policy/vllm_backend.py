@@ -46,6 +46,7 @@ from outrider.services.policy.backend import (
     ModelInfo,
     SamplingSpec,
     TopLogprobs,
+    WeightsNotApplied,
     WeightsUpdate,
 )
 from outrider.models.staging import owned_name, remove_orphans, staging_root
@@ -315,7 +316,10 @@ class VLLMBackend(Backend):
                 )
             else:
                 started = time.perf_counter()
-                staged = await asyncio.to_thread(_stage, update.tensors)
+                try:
+                    staged = await asyncio.to_thread(_stage, update.tensors)
+                except OSError as exc:  # e.g. /dev/shm full: nothing reached the engine
+                    raise WeightsNotApplied(f"staging the weights failed: {exc}") from exc
                 stage = time.perf_counter() - started
                 method, target = "outrider_load_weights", [str(staged)]
             started = time.perf_counter()

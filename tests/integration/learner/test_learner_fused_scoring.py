@@ -48,8 +48,12 @@ def one_step(cfg, batch, scoring_pass: str):
     reference = frozen_module(load_reference("tiny-random"), cfg.engine) if algos.uses_kl else None
     before = {n: p.detach().clone() for n, p in engine.module.named_parameters()}
     plan = StepPlan(rank=0, world_size=1, token_budget=24, mini_batches=1, epochs=1, seed=0, step=0, scoring_pass=scoring_pass)
+    forwards = []  # the actor's forward passes, counted at its embedding layer (every path runs it)
+    hook = engine.module.get_input_embeddings().register_forward_hook(lambda *_: forwards.append(1))
     metrics = learner_step(Models(actor=engine, reference=reference), algos, batch, 0.1, plan)
+    hook.remove()
     delta = {n: p.detach() - before[n] for n, p in engine.module.named_parameters()}
+    metrics["actor_forwards"] = len(forwards)
     return delta, metrics
 
 
@@ -65,7 +69,9 @@ def test_skipping_the_redundant_scoring_pass_gives_the_same_update(name):
     batch = build_batch(groups_with_varied_lengths())
     separate, separate_metrics = one_step(cfg, batch, "always")
     fused, fused_metrics = one_step(cfg, batch, "auto")
-    assert separate_metrics["time/score_seconds"] > 0 and fused_metrics["time/score_seconds"] < separate_metrics["time/score_seconds"]
+    # The fused path skips the actor's scoring pass: one forward per micro-batch (the update's)
+    # instead of two. Counted, not timed: a timing comparison flaked on a loaded machine.
+    assert separate_metrics["actor_forwards"] == 2 * fused_metrics["actor_forwards"] > 0, (separate_metrics["actor_forwards"], fused_metrics["actor_forwards"])
     norm = torch.sqrt(sum((d**2).sum() for d in separate.values()))
     assert norm > 0, "the step changed the weights"
     difference = torch.sqrt(sum(((separate[n] - fused[n]) ** 2).sum() for n in separate))

@@ -161,6 +161,30 @@ def test_deeply_nested_bodies_are_never_a_500(service):
     assert statuses[1000] == 400, statuses
 
 
+def test_a_body_over_the_message_limit_is_413_before_it_is_parsed(service):
+    """server.max_message_bytes (64 MiB here) bounds HTTP bodies as it bounds gRPC messages:
+    a declared length over it is refused before a byte is read, an undeclared (chunked) one
+    as soon as the count passes it; neither is parsed."""
+    size = 64 * MIB + 1
+    payload = b'{"prompt": "' + b"x" * (size - 14) + b'"}'
+    assert len(payload) == size
+    peak = service.rss("VmHWM")
+    with httpx.Client(timeout=60) as http:
+        declared = http.post(f"{service.http_url}/completions", content=payload, headers={"content-type": "application/json"})
+
+        def chunks():
+            for start in range(0, len(payload), MIB):
+                yield payload[start:start + MIB]
+
+        chunked = http.post(f"{service.http_url}/completions", content=chunks(), headers={"content-type": "application/json"})
+    for reply in (declared, chunked):
+        assert reply.status_code == 413, reply.text[:300]
+        error = reply.json()["error"]
+        assert error["code"] == "request_too_large" and f"the limit of {64 * MIB} bytes (server.max_message_bytes)" in error["message"]
+    # Not parsed: the peak grew by far less than the JSON parse of 64 MiB would take (~3 copies).
+    assert service.rss("VmHWM") - peak < 2 * 64 * MIB
+
+
 def test_the_service_still_serves(stub):
     reply = stub.Generate(policy_pb2.GenerateRequest(
         prompts=[policy_pb2.Prompt(text="Hello")], sampling=policy_pb2.SamplingParams(max_tokens=2, ignore_eos=True)), timeout=60)

@@ -79,3 +79,38 @@ def test_a_caller_that_gives_up_mid_load_gets_the_load_finished_and_counted(serv
     assert len(reply.results[0].completions[0].token_ids) == 3
     assert core.unavailable_reason is None
     assert client.info().policy_version == old + 1
+
+
+def test_weights_that_fail_to_read_are_not_applied_and_the_old_version_serves(server, client, tmp_path, monkeypatch):
+    if server.server.core.backend.name != "hf":
+        pytest.skip("vLLM reads the files inside its engine process, where no read error can be injected")
+    import errno
+
+    from outrider.services.policy import hf_backend
+    from outrider.services.policy.weights import read_checkpoint
+
+    old = client.info().policy_version
+    folder = tmp_path / "step-1"
+    AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random")).float().save_pretrained(folder)
+    calls = []
+
+    def failing_read(path):
+        # A disk that fails half way through the data: the header checks have passed (the
+        # schema is right), the bytes cannot be read. The real reader runs first.
+        calls.append(read_checkpoint(path))
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(hf_backend, "read_checkpoint", failing_read)
+    before = list(client.score_tokens([(PROMPT, 1)]).sequences[0].logprobs)
+    with pytest.raises(grpc.RpcError) as refused:
+        client.update_weights_from_path(old + 1, folder)
+    assert calls, "the load was reached (past the schema check)"
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    assert "not applied" in refused.value.details() and f"version {old} still serves" in refused.value.details()
+    # Still serving (not UNAVAILABLE), the same version and the same weights.
+    assert client.info().policy_version == old
+    after = client.score_tokens([(PROMPT, 1)])
+    assert after.policy_version == old and list(after.sequences[0].logprobs) == before
+    # The version was not used up.
+    monkeypatch.setattr(hf_backend, "read_checkpoint", read_checkpoint)
+    assert client.update_weights_from_path(old + 1, folder).version == old + 1
