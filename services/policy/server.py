@@ -20,7 +20,8 @@ from outrider.serving.auth import Authenticator
 from outrider.services.policy.capture import CapturedSessions
 from outrider.services.policy.core import PolicyCore
 from outrider.services.policy.factory import build_core
-from outrider.services.policy.openai_http import BodyLimit, create_app
+from outrider.services.policy.http_limits import BodyLimit
+from outrider.services.policy.openai_http import create_app
 from outrider.services.policy.servicer import PolicyServicer
 
 log = logging.getLogger(__name__)

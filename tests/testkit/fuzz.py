@@ -14,7 +14,6 @@ resident memory must stay under `rss_limit_bytes`.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from testkit.proto_strategies import messages, mutated, raw_bytes
-from testkit.service_process import ServiceProcess, rss_bytes
+from testkit.service_process import ServiceProcess, rss_bytes, stop_process
 
 BAD_CODES = {
     grpc.StatusCode.UNKNOWN: "an exception escaped the handler",
@@ -124,13 +123,7 @@ class ServiceUnderFuzz:
     def stop(self) -> int:
         if self.channel is not None:
             self.channel.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
+        return stop_process(self.process)
 
 
 def _describe_exit(code: int | None) -> str:

@@ -47,6 +47,17 @@ def rss_bytes(pid: int, key: str = "VmRSS") -> int:
     raise KeyError(f"{key} not in /proc/{pid}/status")
 
 
+def stop_process(process: subprocess.Popen) -> int:
+    """SIGTERM (the service drains), SIGKILL after 30 s; the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -87,13 +98,7 @@ class ServiceProcess:
         return rss_bytes(self.process.pid, key)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
+        return stop_process(self.process)
 
     def __enter__(self) -> ServiceProcess:
         return self
