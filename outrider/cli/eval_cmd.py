@@ -26,6 +26,10 @@ def eval_command(
     seed: int | None = typer.Option(None, help="seed of sessions, subsamples and the bootstrap (default: the run's seed)"),
     resume: bool = typer.Option(False, help="continue an interrupted evaluation in the same folder (nothing stored is sampled again)"),
     overwrite: bool = typer.Option(False, help="delete an earlier evaluation in the same folder and start over"),
+    search: str | None = typer.Option(
+        None, help="none|beam|mcts: each sample is the best answer of one PRM-guided search with rollout.search's "
+        "settings (default: evaluation.boundary.search)",
+    ),
 ) -> None:
     """Sample checkpoints n times per held-out task; report pass@k with intervals, crossover k,
     solvable sets, perplexity under the base, and token entropies (EVAL_DIR/index.html)."""
@@ -38,7 +42,7 @@ def eval_command(
     try:
         settings = EvalSettings(
             checkpoints=parse_checkpoint_args(checkpoint), base=base, n=n, tasks=tasks, out=out, seed=seed,
-            ks=list(k), resume=resume, overwrite=overwrite,
+            ks=list(k), resume=resume, overwrite=overwrite, search=search,
         )
         outcome = EvalRun(run, settings).execute()
     except (CheckpointError, EvalError) as exc:

@@ -230,6 +230,12 @@ class BoundaryConfig(ConfigModel):
     task_retries: int = Field(2, ge=0, le=100)
     """A (checkpoint, task) whose worker task failed is dispatched again this many times
     before the evaluation stops with its error."""
+    search: Literal["none", "beam", "mcts"] = "none"
+    """Best-of-search evaluation: each of the n samples of a task is the best answer of one
+    PRM-guided search (this mode with `rollout.search`'s width, expansions, depth and token
+    budget; the reward service's PRM values the steps), so pass@k counts searches and the
+    generated tokens count every proposal. `none`: plain sampled episodes. `outrider eval
+    --search` overrides it (docs/evaluation.md, "Best-of-search")."""
 
 
 class EvalConfig(ConfigModel):

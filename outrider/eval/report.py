@@ -202,6 +202,11 @@ def _img(plots: dict[str, Path | None], name: str) -> str:
     return f'<img src="{html.escape(name)}" alt="{html.escape(name[:-4])}">' if plots.get(name) else "<p>(no data to plot)</p>"
 
 
+def _search_note(settings: dict) -> str:
+    mode = settings.get("search", "none")
+    return "" if mode == "none" else f" (each the best-of-search answer of one {html.escape(mode)} search)"
+
+
 def _page(title: str, a: dict, plots: dict[str, Path | None]) -> str:
     s, ks = a["settings"], a["grid"]["ks"]
     conf = f"{s['confidence']:.0%}"
@@ -220,7 +225,7 @@ def _page(title: str, a: dict, plots: dict[str, Path | None]) -> str:
 <style>{STYLE}</style>
 </head><body>
 <h1>Reasoning boundary: {html.escape(", ".join(a["pass_at_k"]))}</h1>
-<p>Base: <b>{html.escape(s["base"])}</b>; n = {s["n"]} samples per task, k ∈ {{{", ".join(map(str, ks))}}};
+<p>Base: <b>{html.escape(s["base"])}</b>; n = {s["n"]} samples per task{_search_note(s)}, k ∈ {{{", ".join(map(str, ks))}}};
 {conf} percentile bootstrap intervals over tasks ({s["resamples"]} resamples, seed {s["seed"]}, paired across
 checkpoints). Every number is in <a href="eval.json">eval.json</a>.</p>
 <p>{toc}</p>

@@ -28,6 +28,7 @@ from pathlib import Path
 import grpc
 
 from outrider.config import RunConfig, dump_yaml
+from outrider.config.rollout import SearchConfig
 from outrider.eval import store
 from outrider.eval.checkpoints import Checkpoint, CheckpointError, resolve_checkpoint, tokenizer_difference
 from outrider.eval.dispatch import DispatchError, Progress, TaskDispatcher
@@ -59,6 +60,8 @@ class EvalSettings:
     ks: list[int] = field(default_factory=list)
     resume: bool = False
     overwrite: bool = False
+    search: str | None = None
+    """none | beam | mcts: best-of-search samples (evaluation.boundary.search)."""
 
 
 @dataclass
@@ -86,6 +89,7 @@ class EvalRun:
         self.n = default_samples(run) if n is None else n
         self.tasks_per_env = _first(settings.tasks, self.cfg.tasks, run.evaluation.tasks)
         self.seed = run.seed if settings.seed is None else settings.seed
+        self.search = _first(settings.search, self.cfg.search)
         self.env_stack: LocalStack | None = None
         self.policy_stack: LocalStack | None = None
         self.workers: list = []
@@ -108,6 +112,7 @@ class EvalRun:
         if too_large or any(k < 1 for k in self.settings.ks):
             raise EvalError(f"--k {', '.join(map(str, too_large or self.settings.ks))}: pass@k needs 1 <= k <= n = {self.n} "
                             "(raise --n or lower --k)")
+        self._check_search()
         if self.run.evaluation.temperature == 0 and self.n > 1:
             raise EvalError(f"evaluation.temperature: 0 (greedy) gives {self.n} identical samples per task; use --n 1 or a temperature > 0")
         try:
@@ -122,6 +127,19 @@ class EvalRun:
                     f"({problem}); pass@k, perplexities and entropies compare only over one tokenizer"
                 )
         return checkpoints
+
+    def _check_search(self) -> None:
+        if self.search == "none":
+            return
+        if self.search not in ("beam", "mcts"):
+            raise EvalError(f"--search {self.search!r}: one of none, beam, mcts")
+        if self.run.reward.prm is None:
+            raise EvalError(f"--search {self.search}: best-of-search values steps with the reward service's PRM, "
+                            "and reward.prm is not set (docs/reward.md, \"Search rollouts\")")
+        try:
+            SearchConfig.model_validate({**self.run.rollout.search.model_dump(), "mode": self.search})
+        except ValueError as exc:
+            raise EvalError(f"--search {self.search} with rollout.search's settings: {exc}") from None
 
     @property
     def out(self) -> Path:
@@ -182,12 +200,15 @@ class EvalRun:
         logs = self.out / store.LOGS_DIR
         logs.mkdir(parents=True, exist_ok=True)
         print(f"starting redis and the env service (logs: {logs}) ...", flush=True)
-        env_run = self.run.model_copy(update={"stack": self.run.stack.model_copy(update={"services": ["env"]})})
+        # Best-of-search needs the reward service (its PRM) beside the env service.
+        services = ["env"] if self.search == "none" else ["env", "reward"]
+        env_run = self.run.model_copy(update={"stack": self.run.stack.model_copy(update={"services": services})})
         self.env_stack = LocalStack(env_run, logs)
         self.env_stack.start()
         # The policy stacks of the checkpoints and the workers use the env stack's credentials.
         self.auth_dir = self.env_stack.auth_dir
-        address = self.env_stack.addresses()["env"]
+        addresses = {name: self.env_stack.addresses()[name] for name in services}
+        address = addresses["env"]
         tasks: dict[str, common_pb2.Task] = {}
         with EnvClient(address, credentials=self.env_stack.credentials()) as env:
             for name in self.run.rollout.envs:
@@ -203,7 +224,7 @@ class EvalRun:
         self.eval_run = self.run.model_copy(update={
             "name": f"{self.run.name}-eval"[:64],
             "redis": self.run.redis.model_copy(update={"url": self.env_stack.redis.url}),
-            "stack": self.run.stack.model_copy(update={"addresses": {"env": address}}),
+            "stack": self.run.stack.model_copy(update={"addresses": addresses}),
             "rollout": self.run.rollout.model_copy(update={
                 "sampling": self.run.rollout.sampling.model_copy(update={"temperature": self.run.evaluation.temperature})
             }),
@@ -228,12 +249,13 @@ class EvalRun:
             "temperature": self.run.evaluation.temperature,
             "max_solutions": self.cfg.max_solutions,
             "max_entropy_tokens": self.cfg.max_entropy_tokens,
+            "search": self.search,
         }
         if earlier is None:
             return manifest
         changed = [f"{key}: {earlier.get(key)!r} -> {manifest[key]!r}"
-                   for key in ("base", "tasks", "n", "seed", "env", "temperature", "max_solutions", "max_entropy_tokens")
-                   if earlier.get(key) != manifest[key]]
+                   for key in ("base", "tasks", "n", "seed", "env", "temperature", "max_solutions", "max_entropy_tokens", "search")
+                   if earlier.get(key, "none" if key == "search" else None) != manifest[key]]
         for name, info in manifest["checkpoints"].items():
             before = earlier.get("checkpoints", {}).get(name)
             if before is not None and before["source"] != info["source"]:
@@ -306,6 +328,7 @@ class EvalRun:
                 checkpoint=checkpoint.name, task=tasks[key], policy_address=address, samples=self.n, chunk=chunk,
                 seed=self.seed, max_solutions=self.cfg.max_solutions, max_entropy_tokens=self.cfg.max_entropy_tokens,
                 activity_log=str(self.out / store.LOGS_DIR / "activity.jsonl"),
+                search="" if self.search == "none" else self.search,
             ))
         progress = Progress(label, len(tasks), done)
         progress.show()
@@ -377,8 +400,11 @@ class EvalRun:
                                seed=self.seed, forking_quantile=self.cfg.forking_quantile)
         except ValueError as exc:
             raise EvalError(f"analysis of {self.out}: {exc}") from None
+        analysis["settings"]["search"] = self.search
         index = render_eval_report(self.out, analysis)
         summary = summary_table(analysis)
+        if self.search != "none":
+            summary = f"each sample is the best-of-search answer of one {self.search} search (rollout.search)\n" + summary
         if self.settings.ks:
             summary += "\n" + _pass_at_ks(records, self._order(), sorted(tasks), self.settings.ks)
         return EvalOutcome(index=index, analysis=analysis, summary=summary)

@@ -7,6 +7,8 @@ them: multi-turn, tokens in and out). It returns, as a TaskSamples message:
 
 * the counts of pass@k: episodes without an infrastructure error (`samples`),
   solved within the episode (`correct`) and solved on the first turn (`first_try`);
+  with `search` set, each "episode" is the best-of-search answer of one PRM-guided search
+  (rollout/search_play.py), and `generated_tokens` counts every token the searches proposed;
 * up to `max_solutions` correct episodes (a seeded subsample), as token ids and
   completion spans: the driver scores them under the base model later;
 * the entropy H = −Σ_v π(v | context) log π(v | context) of the checkpoint's
@@ -48,17 +50,22 @@ def scored_prefix(token_ids, turns) -> int:
     return max((turn.start + turn.completion_length for turn in turns), default=0)
 
 
-def evaluate_task(request: eval_pb2.EvalTaskRequest, policy, env, rollout: RolloutConfig) -> eval_pb2.TaskSamples:
-    """Play the request's episodes and measure them (see the module docstring)."""
+def evaluate_task(request: eval_pb2.EvalTaskRequest, policy, env, rollout: RolloutConfig, reward=None) -> eval_pb2.TaskSamples:
+    """Play the request's episodes and measure them (see the module docstring). With
+    `request.search`, each episode is the best answer of one search (`reward` values its steps)."""
     task = request.task
     _log_activity(request, "start")
     started = time.perf_counter()
-    player = GroupPlayer(policy, env, rollout)
-    episodes: list[Episode] = []
-    while len(episodes) < request.samples:
-        size = min(max(request.chunk, 1), request.samples - len(episodes))
-        # Session seeds seed + j for the task's j-th episode: the same for every checkpoint.
-        episodes += player.play(task, size=size, seed=request.seed + len(episodes))
+    if request.search:
+        episodes, generated = _best_of_searches(request, policy, env, reward, rollout)
+    else:
+        player = GroupPlayer(policy, env, rollout)
+        episodes = []
+        while len(episodes) < request.samples:
+            size = min(max(request.chunk, 1), request.samples - len(episodes))
+            # Session seeds seed + j for the task's j-th episode: the same for every checkpoint.
+            episodes += player.play(task, size=size, seed=request.seed + len(episodes))
+        generated = None
     good = [e for e in episodes if not e.error]
     rng = random.Random(f"{request.seed}/{request.checkpoint}/{task.env}/{task.id}")
     correct = [e for e in good if e.solved]
@@ -73,7 +80,7 @@ def evaluate_task(request: eval_pb2.EvalTaskRequest, policy, env, rollout: Rollo
         errors=len(episodes) - len(good),
         solutions=[_trajectory(correct[i]) for i in kept],
         error_messages=[f"episode {e.index}: {e.error}" for e in episodes if e.error][:MAX_ERROR_MESSAGES],
-        generated_tokens=sum(t.completion_length for e in good for t in e.turns),
+        generated_tokens=sum(t.completion_length for e in good for t in e.turns) if generated is None else generated,
     )
     if request.max_entropy_tokens:
         try:
@@ -86,6 +93,30 @@ def evaluate_task(request: eval_pb2.EvalTaskRequest, policy, env, rollout: Rollo
     result.seconds = time.perf_counter() - started
     _log_activity(request, "done")
     return result
+
+
+def _best_of_searches(request: eval_pb2.EvalTaskRequest, policy, env, reward, rollout: RolloutConfig) -> tuple[list[Episode], int]:
+    """`request.samples` searches of the task (session seeds seed + j, as for plain
+    episodes), each contributing its best-of-search answer (SearchResult.best: the
+    highest-valued finished trajectory) as one episode; and the tokens all searches generated."""
+    from outrider.rollout.search_play import SearchPlayer
+
+    if reward is None:
+        raise ValueError("best-of-search evaluation needs the reward service (its PRM values the steps)")
+    cfg = rollout.model_copy(update={"search": rollout.search.model_copy(update={"mode": request.search})})
+    player = SearchPlayer(policy, env, reward, cfg)
+    best: list[Episode] = []
+    generated = 0
+    for j in range(request.samples):
+        episodes = player.play(request.task, seed=request.seed + j)
+        if not player.search:  # the search failed: its one episode carries the error
+            best.append(episodes[0])
+            continue
+        generated += player.search["generated_tokens"]
+        chosen = episodes[player.search["best"]]
+        chosen.index = j
+        best.append(chosen)
+    return best, generated
 
 
 def _trajectory(episode: Episode) -> trajectory_pb2.Trajectory:

@@ -373,13 +373,19 @@ def encode_task(task: common_pb2.Task) -> str:
 
 class Evaluators:
     """Per-thread clients for `outrider eval` tasks: the run's env service, and one policy
-    client per address (each checkpoint is served by its own policy service)."""
+    client per address (each checkpoint is served by its own policy service); the reward
+    service too when the evaluation searches (best-of-search: its PRM values the steps)."""
 
     def __init__(self, run: RunConfig):
         from outrider.clients.env import EnvClient
 
         self.run = run
         self.env = EnvClient(run.stack.addresses["env"], timeout_s=run.deadlines.env_s)
+        self.reward = None
+        if "reward" in run.stack.addresses:
+            from outrider.clients.reward import RewardClient
+
+            self.reward = RewardClient(run.stack.addresses["reward"], timeout_s=run.deadlines.reward_s)
         self.policies: dict[str, object] = {}
         self.pid = os.getpid()
 
@@ -391,7 +397,7 @@ class Evaluators:
             for old in self.policies.values():
                 old.close()  # the previous checkpoint's service is gone
             self.policies = {request.policy_address: PolicyClient(request.policy_address, timeout_s=self.run.deadlines.policy_s)}
-        return evaluate(request, self.policies[request.policy_address], self.env, self.run.rollout)
+        return evaluate(request, self.policies[request.policy_address], self.env, self.run.rollout, self.reward)
 
 
 def evaluators() -> Evaluators:

@@ -26,7 +26,7 @@ from outrider.proto.v1 import common_pb2 as outrider_dot_v1_dot_common__pb2
 from outrider.proto.v1 import trajectory_pb2 as outrider_dot_v1_dot_trajectory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16outrider/v1/eval.proto\x12\x0boutrider.v1\x1a\x18outrider/v1/common.proto\x1a\x1coutrider/v1/trajectory.proto\"\xd5\x01\n\x0f\x45valTaskRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x1f\n\x04task\x18\x02 \x01(\x0b\x32\x11.outrider.v1.Task\x12\x16\n\x0epolicy_address\x18\x03 \x01(\t\x12\x0f\n\x07samples\x18\x04 \x01(\r\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x15\n\rmax_solutions\x18\x07 \x01(\r\x12\x1a\n\x12max_entropy_tokens\x18\x08 \x01(\r\x12\x14\n\x0c\x61\x63tivity_log\x18\t \x01(\t\"\x9d\x02\n\x0bTaskSamples\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0b\n\x03\x65nv\x18\x03 \x01(\t\x12\x0f\n\x07samples\x18\x04 \x01(\r\x12\x0f\n\x07\x63orrect\x18\x05 \x01(\r\x12\x11\n\tfirst_try\x18\x06 \x01(\r\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\r\x12*\n\tsolutions\x18\x08 \x03(\x0b\x32\x17.outrider.v1.Trajectory\x12\x11\n\tentropies\x18\t \x03(\x02\x12\x15\n\rentropy_error\x18\n \x01(\t\x12\x16\n\x0e\x65rror_messages\x18\x0b \x03(\t\x12\x0f\n\x07seconds\x18\x0c \x01(\x01\x12\x18\n\x10generated_tokens\x18\r \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16outrider/v1/eval.proto\x12\x0boutrider.v1\x1a\x18outrider/v1/common.proto\x1a\x1coutrider/v1/trajectory.proto\"\xe5\x01\n\x0f\x45valTaskRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x1f\n\x04task\x18\x02 \x01(\x0b\x32\x11.outrider.v1.Task\x12\x16\n\x0epolicy_address\x18\x03 \x01(\t\x12\x0f\n\x07samples\x18\x04 \x01(\r\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x15\n\rmax_solutions\x18\x07 \x01(\r\x12\x1a\n\x12max_entropy_tokens\x18\x08 \x01(\r\x12\x14\n\x0c\x61\x63tivity_log\x18\t \x01(\t\x12\x0e\n\x06search\x18\n \x01(\t\"\x9d\x02\n\x0bTaskSamples\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0b\n\x03\x65nv\x18\x03 \x01(\t\x12\x0f\n\x07samples\x18\x04 \x01(\r\x12\x0f\n\x07\x63orrect\x18\x05 \x01(\r\x12\x11\n\tfirst_try\x18\x06 \x01(\r\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\r\x12*\n\tsolutions\x18\x08 \x03(\x0b\x32\x17.outrider.v1.Trajectory\x12\x11\n\tentropies\x18\t \x03(\x02\x12\x15\n\rentropy_error\x18\n \x01(\t\x12\x16\n\x0e\x65rror_messages\x18\x0b \x03(\t\x12\x0f\n\x07seconds\x18\x0c \x01(\x01\x12\x18\n\x10generated_tokens\x18\r \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'outrider.v1.eval_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVALTASKREQUEST']._serialized_start=96
-  _globals['_EVALTASKREQUEST']._serialized_end=309
-  _globals['_TASKSAMPLES']._serialized_start=312
-  _globals['_TASKSAMPLES']._serialized_end=597
+  _globals['_EVALTASKREQUEST']._serialized_end=325
+  _globals['_TASKSAMPLES']._serialized_start=328
+  _globals['_TASKSAMPLES']._serialized_end=613
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EvalTaskRequest(_message.Message):
-    __slots__ = ("checkpoint", "task", "policy_address", "samples", "chunk", "seed", "max_solutions", "max_entropy_tokens", "activity_log")
+    __slots__ = ("checkpoint", "task", "policy_address", "samples", "chunk", "seed", "max_solutions", "max_entropy_tokens", "activity_log", "search")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     POLICY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class EvalTaskRequest(_message.Message):
     MAX_SOLUTIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_ENTROPY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_LOG_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
     checkpoint: str
     task: _common_pb2.Task
     policy_address: str
@@ -28,7 +29,8 @@ class EvalTaskRequest(_message.Message):
     max_solutions: int
     max_entropy_tokens: int
     activity_log: str
-    def __init__(self, checkpoint: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., policy_address: _Optional[str] = ..., samples: _Optional[int] = ..., chunk: _Optional[int] = ..., seed: _Optional[int] = ..., max_solutions: _Optional[int] = ..., max_entropy_tokens: _Optional[int] = ..., activity_log: _Optional[str] = ...) -> None: ...
+    search: str
+    def __init__(self, checkpoint: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, _Mapping]] = ..., policy_address: _Optional[str] = ..., samples: _Optional[int] = ..., chunk: _Optional[int] = ..., seed: _Optional[int] = ..., max_solutions: _Optional[int] = ..., max_entropy_tokens: _Optional[int] = ..., activity_log: _Optional[str] = ..., search: _Optional[str] = ...) -> None: ...
 
 class TaskSamples(_message.Message):
     __slots__ = ("checkpoint", "task_id", "env", "samples", "correct", "first_try", "errors", "solutions", "entropies", "entropy_error", "error_messages", "seconds", "generated_tokens")

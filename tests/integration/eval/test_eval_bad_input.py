@@ -54,8 +54,10 @@ def _nothing_sampled(out, manifest: bool = False) -> None:
         (["-c", "base=tiny-random-chars", "--n", "4", "--k", "2", "--k", "8"], ["--k 8", "k <= n = 4"]),
         (["-c", "base=tiny-random-chars", "--base", "rl"], ["--base 'rl'", "not one of the checkpoints"]),
         (["-c", "base=tiny-random-chars", "-c", "other=tiny-random"], ["other=tiny-random", "tokenizer differs", "vocabularies differ"]),
+        (["-c", "base=tiny-random-chars", "--search", "beam"], ["--search beam", "reward.prm is not set"]),
+        (["-c", "base=tiny-random-chars", "--search", "greedy"], ["--search 'greedy'", "one of none, beam, mcts"]),
     ],
-    ids=["unknown-checkpoint", "duplicate-name", "k-above-n", "unknown-base", "other-tokenizer"],
+    ids=["unknown-checkpoint", "duplicate-name", "k-above-n", "unknown-base", "other-tokenizer", "search-without-prm", "unknown-search"],
 )
 def test_bad_arguments_fail_before_anything_starts(tmp_path, args, words):
     result, out = _run(tmp_path, *args)

@@ -176,3 +176,33 @@ def test_a_run_report_links_the_boundary_report(tmp_path):
     assert "../eval/index.html" not in render_report(run_dir).read_text()
     (run_dir / "eval" / "index.html").write_text("<html></html>")
     assert 'href="../eval/index.html"' in render_report(run_dir).read_text()
+
+
+def test_best_of_search_evaluation_counts_one_search_per_sample(tmp_path):
+    """`--search beam`: the reward service (a real, untrained scalar-head PRM) runs beside the
+    env service, each of a task's n samples is one search's best answer, and the tokens
+    stored are every proposal's (more than the kept answers' own)."""
+    from outrider.services.reward.prm import train as prm_train
+
+    tokenizer = prm_train.byte_tokenizer()
+    prm = prm_train.save_scorer(prm_train.tiny_scorer(tokenizer, seed=0), tokenizer, tmp_path / "prm", prm_train.TrainSettings(), {})
+    config = eval_config(tmp_path, search={"width": 2, "expansions": 2, "max_steps": 2, "step_tokens": 6, "token_budget": 40})
+    data = yaml.safe_load(config.read_text())
+    data["reward"] = {"prm": {"type": "scalar-head", "model": str(prm), "device": "cpu"}}
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "eval"
+    run = eval_process(str(config), "--checkpoint", "base=tiny-random-chars", "--n", "3", "--tasks", "2", "--out", str(out), "--search", "beam")
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output[-5000:]
+    assert "best-of-search answer of one beam search" in output
+    assert json.loads((out / "manifest.json").read_text())["search"] == "beam"
+    assert list(out.glob("logs/**/reward*.log")), "no reward service ran"
+    lines = _lines(out / "samples" / "base.jsonl")
+    assert len(lines) == 2 and all(s.get("samples", 0) + s.get("errors", 0) == 3 for s in lines)
+    assert all(s.get("errors", 0) == 0 for s in lines), [s.get("error_messages") for s in lines]
+    for s in lines:
+        kept = sum(t["turns"][0]["completion_length"] for t in s.get("solutions", []))
+        # Each search proposes 4 first steps then up to 4 more, within 40 tokens: 3 searches
+        # generate at least 3 x 4 tokens and at most 3 x 40.
+        assert 12 <= int(s["generated_tokens"]) <= 120 and int(s["generated_tokens"]) >= kept
+    assert "best-of-search answer of one beam search" in (out / "index.html").read_text()

@@ -155,3 +155,40 @@ def _sent(stack, run, group_id):
     entries = [fields for _, fields in client.xrange(bus.keys.stream) if fields[b"gid"].decode() == group_id]
     assert len(entries) == 1
     return trajectory_pb2.TrajectoryGroup.FromString(entries[0][b"data"])
+
+
+class _TokenTally:
+    """The policy client, counting the completion tokens its Generate replies carry."""
+
+    def __init__(self, policy):
+        self.policy, self.tokens, self.calls = policy, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)
+
+    def generate(self, *args, **kwargs):
+        reply = self.policy.generate(*args, **kwargs)
+        self.calls += 1
+        self.tokens += sum(len(c.token_ids) for r in reply.results for c in r.completions)
+        return reply
+
+
+def test_best_of_search_evaluation_samples_one_search_per_sample(services):
+    from outrider.proto.v1 import eval_pb2
+    from outrider.rollout.evaluation import evaluate_task
+
+    policy, env, reward, _ = services
+    # The run's rollout.search is off: the request's mode turns it on with these settings.
+    rollout = _rollout({"width": 2, "expansions": 2, "max_steps": 2, "step_tokens": 6, "token_budget": 40})
+    task = env.list_tasks("math", split="test", limit=1)[0]
+    request = eval_pb2.EvalTaskRequest(checkpoint="base", task=task, samples=3, seed=5, search="beam", max_solutions=3)
+    tally = _TokenTally(policy)
+    result = evaluate_task(request, tally, env, rollout, reward)
+    assert result.errors == 0 and result.samples == 3, list(result.error_messages)
+    # Every proposal's tokens count, counted here from the wire: not only the kept answers'.
+    assert result.generated_tokens == tally.tokens > 0
+    # Beam W=2, E=2: one Generate per depth (4 first steps, then 2 beams x 2), 2 depths.
+    assert 3 <= tally.calls <= 6
+    assert result.correct == 0  # a random model; the solved count is the best answers'
+    with pytest.raises(ValueError, match="needs the reward service"):
+        evaluate_task(request, policy, env, rollout, None)
