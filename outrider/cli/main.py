@@ -9,6 +9,7 @@ import typer
 from outrider.cli import (
     config_cmd,
     curriculum_cmd,
+    deploy_cmd,
     env_cmd,
     eval_cmd,
     experiment_cmd,
@@ -64,6 +65,7 @@ app.add_typer(curriculum_cmd.app, name="curriculum")
 app.add_typer(reward_cmd.app, name="reward")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(policy_cmd.models_app, name="models")
+app.add_typer(deploy_cmd.app, name="deploy")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(stack_cmd.serve)
 app.command()(stack_cmd.up)
 app.command()(learn_cmd.learn)

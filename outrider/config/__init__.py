@@ -6,6 +6,7 @@ A YAML file names its model with a top-level `kind` (`run` when absent).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,12 +63,40 @@ def load_service_config(service: str, path: str | Path | None, overrides: Sequen
         raise ConfigError(str(path), [("service", f"unknown service {service!r}; valid: {', '.join(SERVICE_CONFIGS)}")])
     if path is None:
         return _parse_overridden(SERVICE_CONFIGS[service], {}, "<defaults>", overrides)
-    config = load_config(path, overrides)
+    try:
+        config = load_config(path, overrides)
+    except ConfigError as exc:
+        if not exc.problems or not all(_unset_elsewhere(problem, service) for problem in exc.problems):
+            raise
+        # A run config names variables only some pods are given: the Helm chart hands the
+        # Redis password (OUTRIDER_REDIS_PASSWORD, in `redis.url` and other sections) only
+        # to the pods that use Redis, not to the env and reward services. A reference the
+        # service's own section does not make is not its concern: it reads its section alone.
+        return _section_of_run(service, path, overrides)
     if isinstance(config, RunConfig):
         return getattr(config, service)
     if config.kind != service:
         raise ConfigError(str(path), [("kind", f"is {config.kind!r}, but the {service} service needs {service!r} or 'run'")])
     return config
+
+
+# outrider.config.common's message for a `${NAME}` whose variable is not set.
+_UNSET_VARIABLE = re.compile(r"names the environment variable [A-Za-z_][A-Za-z0-9_]*, which is not set")
+
+
+def _unset_elsewhere(problem: tuple[str, str], service: str) -> bool:
+    path, message = problem
+    return not (path == service or path.startswith(f"{service}.")) and bool(_UNSET_VARIABLE.search(message))
+
+
+def _section_of_run(service: str, path: str | Path, overrides: Sequence[str]) -> ConfigModel:
+    data = read_yaml(path)
+    if overrides:
+        data = apply_overrides(data, overrides, RunConfig, str(path))
+    try:
+        return parse_model(SERVICE_CONFIGS[service], data.get(service) or {}, str(path))
+    except ConfigError as exc:
+        raise ConfigError(exc.source, [(f"{service}.{field}", message) for field, message in exc.problems]) from None
 
 
 __all__ = [

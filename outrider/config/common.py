@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+import re
+from typing import Annotated, Literal
+from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from outrider.config.base import ConfigModel
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env_references(url: str | None) -> str | None:
+    """`${NAME}` in a URL -> the value of environment variable NAME, percent-encoded.
+
+    Why: in a cluster the Redis password comes from a Secret as an environment variable
+    (the Helm chart writes `redis://:${OUTRIDER_REDIS_PASSWORD}@host:6379/0` into its
+    ConfigMap), so the password is never in a ConfigMap. Expanded when the config loads;
+    an unset variable is an error naming the field."""
+    if url is None:
+        return None
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"names the environment variable {name}, which is not set")
+        return quote(os.environ[name], safe="")
+
+    return _ENV_REFERENCE.sub(value, url)
+
+
+SecretUrl = Annotated[str, AfterValidator(_expand_env_references)]
+"""A URL that may carry `${NAME}` references to environment variables (its password)."""
 
 
 class LogConfig(ConfigModel):
@@ -84,8 +112,10 @@ class EmbeddedRedisConfig(ConfigModel):
 
 
 class RedisConfig(ConfigModel):
-    url: str | None = None
-    """Redis URL (`redis://host:port/db`). Null starts an embedded Valkey server on loopback."""
+    url: SecretUrl | None = None
+    """Redis URL (`redis://host:port/db`; `rediss://` for TLS). Null starts an embedded Valkey
+    server on loopback. `${NAME}` is replaced by environment variable NAME, percent-encoded
+    (`redis://:${OUTRIDER_REDIS_PASSWORD}@host:6379/0`: the password from a Secret)."""
     embedded: EmbeddedRedisConfig = EmbeddedRedisConfig()
     """Settings of the embedded server (used only when `url` is null)."""
     socket_timeout_s: float = Field(30.0, gt=0)

@@ -165,6 +165,19 @@ def build_schema() -> dict:
                     "storageClassName": {"type": "string"},
                     "resources": _RESOURCES,
                     **_SCHEDULING,
+                    "auth": _obj(
+                        {
+                            "enabled": {"type": "boolean"},
+                            "existingSecret": {"type": "string"},
+                            "existingSecretKey": {"type": "string", "minLength": 1},
+                        },
+                        "Redis password from a Secret (generated unless existingSecret), as "
+                        "OUTRIDER_REDIS_PASSWORD in the pods that use Redis.",
+                    ),
+                    "tls": _obj(
+                        {"enabled": {"type": "boolean"}, "existingSecret": {"type": "string"}},
+                        "rediss://: existingSecret is a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt).",
+                    ),
                 },
                 "In-cluster Redis (StatefulSet), or an external URL.",
             ),
@@ -178,11 +191,31 @@ def build_schema() -> dict:
                 concurrency={"type": "integer", "minimum": 1},
                 autoscaling=_obj(
                     {
-                        "enabled": {"type": "boolean"},
                         "minReplicas": {"type": "integer", "minimum": 1},
                         "maxReplicas": {"type": "integer", "minimum": 1},
-                        "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1, "maximum": 100},
-                    }
+                        "targetBacklogPerReplica": {"type": "integer", "minimum": 1},
+                        "keda": _obj(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "pollingInterval": {"type": "integer", "minimum": 1},
+                                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                                "operator": _obj(
+                                    {"namespace": {"type": "string", "minLength": 1}, "podSelector": _PEER},
+                                    "Where the KEDA operator runs (let in to Redis by its NetworkPolicy).",
+                                ),
+                            },
+                            "A KEDA ScaledObject on the Celery queue's Redis list.",
+                        ),
+                        "hpa": _obj(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "metricName": {"type": "string", "minLength": 1},
+                                "metricSelector": _PEER,
+                            },
+                            "An HPA on an external metric of the backlog (a metrics adapter serves it).",
+                        ),
+                    },
+                    "Scaling on the rollout backlog (queued Celery tasks): KEDA, or an HPA on an external metric.",
                 ),
             ),
             "learner": _obj(

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from outrider.config.base import ConfigModel
-from outrider.config.common import ServerConfig
+from outrider.config.common import SecretUrl, ServerConfig
 
 
 class PolicyLimits(ConfigModel):
@@ -83,8 +83,9 @@ class CaptureConfig(ConfigModel):
     """Captured agent sessions (`/sessions/<id>/v1`, docs/agents.md): every chat call of a
     session is recorded token for token in Redis as it is served."""
 
-    redis_url: str | None = None
-    """Redis that keeps the sessions (`redis://host:port/db`); null turns session capture
+    redis_url: SecretUrl | None = None
+    """Redis that keeps the sessions (`redis://host:port/db`; `${NAME}`: an environment
+    variable, as in `redis.url`); null turns session capture
     off (those routes answer 404 saying so). `outrider up` and `train` set the run's Redis."""
     prefix: str = Field("outrider:capture", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     """Key prefix of the session records."""

@@ -24,12 +24,88 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{- /* Where Redis is, without credentials (NetworkPolicies take its port from here). */ -}}
 {{- define "outrider.redisUrl" -}}
 {{- if .Values.redis.enabled -}}
-redis://{{ include "outrider.fullname" . }}-redis:6379/0
+{{ if .Values.redis.tls.enabled }}rediss{{ else }}redis{{ end }}://{{ include "outrider.fullname" . }}-redis:6379/0
 {{- else -}}
 {{- required "redis.externalUrl is required when redis.enabled is false" .Values.redis.externalUrl -}}
 {{- end -}}
+{{- end -}}
+
+{{- /* The Secret holding the Redis password; empty: Redis has none (auth off, or an external
+Redis without redis.auth.existingSecret). */ -}}
+{{- define "outrider.redisSecret" -}}
+{{- $auth := .Values.redis.auth -}}
+{{- if $auth.enabled -}}
+{{- if $auth.existingSecret -}}
+{{- $auth.existingSecret -}}
+{{- else if .Values.redis.enabled -}}
+{{- printf "%s-redis-auth" (include "outrider.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "outrider.redisSecretKey" -}}
+{{- if .Values.redis.auth.existingSecret }}{{ .Values.redis.auth.existingSecretKey }}{{ else }}password{{ end -}}
+{{- end -}}
+
+{{- define "outrider.redisTlsDir" -}}/var/run/outrider/redis-tls{{- end -}}
+
+{{- /* The URL the pods connect with: the password as a reference to OUTRIDER_REDIS_PASSWORD
+(expanded when the config loads, outrider.config.common.SecretUrl), so that the ConfigMap never
+holds it; with TLS, the CA of redis.tls.existingSecret and certificate checks. */ -}}
+{{- define "outrider.redisClientUrl" -}}
+{{- $u := urlParse (include "outrider.redisUrl" .) -}}
+{{- if contains ":" $u.userinfo -}}
+{{- fail "redis.externalUrl carries a password, which would land in the ConfigMap: put it in a Secret named by redis.auth.existingSecret" -}}
+{{- end -}}
+{{- $tls := .Values.redis.tls -}}
+{{- if and $tls.enabled (ne $u.scheme "rediss") -}}
+{{- fail "redis.tls.enabled needs a rediss:// redis.externalUrl" -}}
+{{- end -}}
+{{- if and $tls.enabled .Values.redis.enabled (not $tls.existingSecret) -}}
+{{- fail "redis.tls.enabled needs redis.tls.existingSecret (a kubernetes.io/tls Secret for the Redis server)" -}}
+{{- end -}}
+{{- $credentials := "" -}}
+{{- if include "outrider.redisSecret" . -}}
+{{- $credentials = printf "%s:${OUTRIDER_REDIS_PASSWORD}@" $u.userinfo -}}
+{{- else if $u.userinfo -}}
+{{- $credentials = printf "%s@" $u.userinfo -}}
+{{- end -}}
+{{- $query := list -}}
+{{- with $u.query }}{{ $query = append $query . }}{{ end -}}
+{{- if and (eq $u.scheme "rediss") $tls.existingSecret -}}
+{{- $query = append $query (printf "ssl_ca_certs=%s/ca.crt" (include "outrider.redisTlsDir" .)) -}}
+{{- end -}}
+{{- if and (eq $u.scheme "rediss") (not (contains "ssl_cert_reqs=" $u.query)) -}}
+{{- $query = append $query "ssl_cert_reqs=required" -}}
+{{- end -}}
+{{- printf "%s://%s%s%s" $u.scheme $credentials $u.host $u.path -}}
+{{- with $query }}?{{ join "&" . }}{{ end -}}
+{{- end -}}
+
+{{- /* The Redis password and TLS material of a pod that uses Redis. */ -}}
+{{- define "outrider.redisEnvItems" -}}
+{{- with include "outrider.redisSecret" . }}
+- name: OUTRIDER_REDIS_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ . }}, key: {{ include "outrider.redisSecretKey" $ }}}}
+{{- end }}
+{{- end -}}
+
+{{- define "outrider.redisTlsMount" -}}
+{{- if and .Values.redis.tls.enabled .Values.redis.tls.existingSecret }}
+- {name: redis-tls, mountPath: {{ include "outrider.redisTlsDir" . }}, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "outrider.redisTlsVolume" -}}
+{{- if and .Values.redis.tls.enabled .Values.redis.tls.existingSecret }}
+- name: redis-tls
+  secret:
+    secretName: {{ .Values.redis.tls.existingSecret }}
+    defaultMode: 0440  # readable by the pods' fsGroup
+{{- end }}
 {{- end -}}
 
 {{- define "outrider.claimName" -}}
@@ -46,7 +122,7 @@ redis://{{ include "outrider.fullname" . }}-redis:6379/0
 {{- $_ := set $addresses . (printf "%s-%s:%d" $name . (int $.Values.ports.grpc)) -}}
 {{- end -}}
 {{- $_ := set $cfg "stack" (dict "mode" "cluster" "services" $services "addresses" $addresses) -}}
-{{- $redisUrl := include "outrider.redisUrl" . -}}
+{{- $redisUrl := include "outrider.redisClientUrl" . -}}
 {{- $_ := set $cfg "redis" (mergeOverwrite (get $cfg "redis" | default dict) (dict "url" $redisUrl)) -}}
 {{- range $services -}}
 {{- $section := get $cfg . | default dict -}}
@@ -197,11 +273,15 @@ write ~/.cache or ~/.config find a writable folder that exists). */ -}}
 - {name: PYTHONDONTWRITEBYTECODE, value: "1"}
 {{- end -}}
 
-{{- /* env: the runtime variables, the auth variables (`role`) and `extra` (list). */ -}}
+{{- /* env: the runtime variables, the auth variables (`role`), the Redis password (`redis`:
+true in the pods that use Redis) and `extra` (list). */ -}}
 {{- define "outrider.containerEnv" -}}
 env:
   {{- include "outrider.runtimeEnvItems" .root | nindent 2 }}
   {{- include "outrider.authEnvItems" . | nindent 2 }}
+  {{- if .redis }}
+  {{- include "outrider.redisEnvItems" .root | nindent 2 }}
+  {{- end }}
   {{- with .extra }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -228,4 +308,18 @@ enableServiceLinks: false
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+
+{{- /* Which autoscaler the rollout workers have: keda, hpa or "" (docs/deploy.md, "Autoscaling"). */ -}}
+{{- define "outrider.workerAutoscaler" -}}
+{{- $a := .Values.rolloutWorkers.autoscaling -}}
+{{- if $a.keda.enabled }}keda{{ else if $a.hpa.enabled }}hpa{{ end -}}
+{{- end -}}
+
+{{- /* The Redis list where Celery queues the rollouts: kombu's key is the transport's
+global_keyprefix (`<run name>:celery:`) and the queue name (outrider/rollout/worker.py, QUEUE
+and make_app; tests/integration/deploy/test_chart_autoscaling.py checks the two agree). */ -}}
+{{- define "outrider.rolloutQueueKey" -}}
+{{- printf "%s:celery:outrider-rollouts" (.Values.config.name | default "outrider") -}}
 {{- end -}}
