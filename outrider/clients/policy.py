@@ -88,16 +88,26 @@ class PolicyClient:
     def info(self) -> policy_pb2.PolicyInfo:
         return self.stub.GetInfo(policy_pb2.GetInfoRequest(), timeout=self.timeout_s)
 
-    def _request(self, prompts: Sequence[PromptLike], model: str, sampling: dict) -> policy_pb2.GenerateRequest:
-        return policy_pb2.GenerateRequest(prompts=[to_prompt(p) for p in prompts], sampling=sampling_params(**sampling), model=model)
+    def _request(
+        self, prompts: Sequence[PromptLike], model: str, sampling: dict, policy_version: int | None = None
+    ) -> policy_pb2.GenerateRequest:
+        return policy_pb2.GenerateRequest(
+            prompts=[to_prompt(p) for p in prompts], sampling=sampling_params(**sampling), model=model,
+            policy_version=policy_version,
+        )
 
-    def generate(self, prompts: Sequence[PromptLike], *, model: str = "", **sampling) -> policy_pb2.GenerateResponse:
-        """`sampling`: n, temperature, top_p, top_k, max_tokens, stop, stop_token_ids, seed, ignore_eos."""
-        return self.stub.Generate(self._request(prompts, model, sampling), timeout=self.timeout_s)
+    def generate(
+        self, prompts: Sequence[PromptLike], *, model: str = "", policy_version: int | None = None, **sampling
+    ) -> policy_pb2.GenerateResponse:
+        """`sampling`: n, temperature, top_p, top_k, max_tokens, stop, stop_token_ids, seed, ignore_eos.
+        `policy_version`: generate with that resident weights version (None: the latest)."""
+        return self.stub.Generate(self._request(prompts, model, sampling, policy_version), timeout=self.timeout_s)
 
-    def generate_stream(self, prompts: Sequence[PromptLike], *, model: str = "", **sampling) -> Iterator[policy_pb2.GenerateChunk]:
+    def generate_stream(
+        self, prompts: Sequence[PromptLike], *, model: str = "", policy_version: int | None = None, **sampling
+    ) -> Iterator[policy_pb2.GenerateChunk]:
         """Chunks as they are sampled; the returned call also has `.cancel()`."""
-        return self.stub.GenerateStream(self._request(prompts, model, sampling), timeout=self.timeout_s)
+        return self.stub.GenerateStream(self._request(prompts, model, sampling, policy_version), timeout=self.timeout_s)
 
     def score_tokens(
         self, sequences: Sequence[tuple[Sequence[int], int]], entropies: bool = False

@@ -98,13 +98,14 @@ REGISTRY_NAME_TYPES: dict[str, Any] = {
 
 # Built-in environments, in the order the env service registers them by default
 # (new ones are appended).
-BuiltinEnvName = Literal["math", "code", "python-tool", "guess-number"]
+BuiltinEnvName = Literal["math", "code", "python-tool", "guess-number", "nim"]
 
-BUILTIN_ENV_NAMES: tuple[str, ...] = ("math", "code", "python-tool", "guess-number")
+BUILTIN_ENV_NAMES: tuple[str, ...] = ("math", "code", "python-tool", "guess-number", "nim")
 
 BUILTIN_ENV_ENTRY_POINTS: dict[str, str] = {
     "math": "outrider.envs.builtin.math_env:MathEnv",
     "code": "outrider.envs.builtin.code_env:CodeEnv",
     "python-tool": "outrider.envs.builtin.python_tool_env:PythonToolEnv",
     "guess-number": "outrider.envs.builtin.guess_number_env:GuessNumberEnv",
+    "nim": "outrider.envs.builtin.nim_env:NimEnv",
 }

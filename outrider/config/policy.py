@@ -128,6 +128,12 @@ class PolicyServiceConfig(ConfigModel):
     """Most an UpdateWeights may raise the weights version at once (new - served); a larger
     step is refused with INVALID_ARGUMENT, so no caller can push a version (such as 2^64-1)
     after which the learner's next version would never be newer."""
+    max_resident_versions: int = Field(1, ge=1, le=16)
+    """Weights versions held at once, so that Generate can be pinned to an earlier one
+    (`GenerateRequest.policy_version`; self-play opponents, docs/self-play.md): the served
+    version and up to N - 1 before it, the oldest dropped first. Each one is a full copy of
+    the weights in the serving dtype and device (memory: N x the model's bytes). HF backend
+    only; with vLLM, N > 1 fails at start. 1: only the served version, as before."""
 
     @property
     def model_name(self) -> str:

@@ -130,6 +130,36 @@ class SearchConfig(ConfigModel):
         return self
 
 
+class SelfPlayConfig(ConfigModel):
+    """Self-play (docs/self-play.md; outrider/rollout/selfplay.py): groups of two-seat games
+    in which the trained policy (the latest weights) plays an opponent pinned to a chosen
+    weights version (`GenerateRequest.policy_version`)."""
+
+    envs: list[str] = Field(default_factory=list)
+    """Two-player environments whose groups are self-play games (e.g. `nim`); empty: none."""
+    opponent: Literal["latest", "fixed", "league"] = "latest"
+    """The opponent's version: the latest (the trained policy against itself); `fixed_version`;
+    or drawn per group from the league of recent versions the policy service keeps."""
+    fixed_version: int = Field(0, ge=0)
+    """The opponent's version with `opponent: fixed` (it must stay resident: policy.max_resident_versions)."""
+    league_size: int = Field(4, ge=1, le=15)
+    """K: the league is the K most recent versions before the latest that the policy service
+    holds (PolicyInfo.resident_versions; needs policy.max_resident_versions >= K + 1)."""
+    weighting: Literal["uniform", "recency"] = "uniform"
+    """League draw: every member alike, or recency-weighted (weight 1/a for the version a
+    updates before the latest)."""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    """Seed of the league draws: a group's opponent is a pure function of (seed, group id)."""
+    train_both_seats: bool = False
+    """Also train the opponent seat's turns (loss mask 1): both seats are then the latest policy."""
+
+    @model_validator(mode="after")
+    def _both_seats_are_latest(self) -> SelfPlayConfig:
+        if self.train_both_seats and self.opponent != "latest":
+            raise ValueError(f"train_both_seats trains the opponent's turns, so the opponent must be the latest policy, not {self.opponent!r}")
+        return self
+
+
 class RolloutConfig(ConfigModel):
     envs: list[str] = Field(default_factory=lambda: ["math"], min_length=1)
     """Environments to train on (tasks come from the curriculum service)."""
@@ -187,6 +217,15 @@ class RolloutConfig(ConfigModel):
     """Episodes of agent environments."""
     search: SearchConfig = SearchConfig()
     """PRM-guided search rollouts (beam or MCTS over steps) instead of sampled groups; off by default."""
+    self_play: SelfPlayConfig = SelfPlayConfig()
+    """Two-seat self-play games against a pinned opponent version (environments in `self_play.envs`)."""
+
+    @model_validator(mode="after")
+    def _self_play_envs_are_played(self) -> RolloutConfig:
+        missing = [name for name in self.self_play.envs if name not in self.envs]
+        if missing:
+            raise ValueError(f"self_play.envs: {', '.join(missing)} not in rollout.envs ({', '.join(self.envs)}): no task of theirs would be played")
+        return self
 
     @model_validator(mode="after")
     def _search_fits(self) -> RolloutConfig:

@@ -135,6 +135,12 @@ class Rollouts:
 
             # One PRM-guided search per group (rollout.search) instead of G sampled episodes.
             self.player = SearchPlayer(self.policy, self.env, self.reward, run.rollout)
+        self.self_player = None
+        if run.rollout.self_play.envs:
+            from outrider.rollout.selfplay import SelfPlayer
+
+            # Groups of two-seat games against a pinned opponent version (rollout.self_play).
+            self.self_player = SelfPlayer(self.policy, self.env, run.rollout)
         from outrider.rollout.agents import AgentPlayer
         from outrider.transport.capture import CaptureStore
 
@@ -175,13 +181,19 @@ class Rollouts:
             parked = self.park.park(partial_group(task, group_id, seed, episodes, parks), limit)
             return parked
 
+        self_play = self.self_player is not None and task.env in self.run.rollout.self_play.envs
         player = self.agent_player if self._is_agent(task.env) else self.player
-        episodes = player.play(
-            task,
-            seed=seed,
-            resume=[from_partial(e) for e in stored.episodes] if stored is not None else None,
-            park=park if self.park is not None and player is self.player else None,
-        )
+        if self_play:
+            # Self-play games are not parked: each one's seats wait on each other move by move.
+            player = self.self_player
+            episodes = player.play(task, seed=seed, key=group_id)
+        else:
+            episodes = player.play(
+                task,
+                seed=seed,
+                resume=[from_partial(e) for e in stored.episodes] if stored is not None else None,
+                park=park if self.park is not None and player is self.player else None,
+            )
         summary = {
             "group_id": group_id,
             "no_signal": False,
@@ -201,6 +213,8 @@ class Rollouts:
             summary["search"] = dict(player.search)  # compute per search episode: tokens, calls
         if player is self.agent_player:
             summary["agent_sessions"] = list(player.reports)  # per episode: calls -> sequences
+        if self_play:
+            summary["self_play"] = dict(player.report)  # opponent version, the trained seat's win rate
         if parked:
             log.info("group %s parked (%d of its episodes wait on a cut completion)", group_id, sum(e.open for e in episodes))
             summary["finished_unix"] = round(time.time(), 3)
@@ -208,9 +222,10 @@ class Rollouts:
             return summary
         rewarded = time.perf_counter()
         repetition = self.run.rollout.repetition
-        assign_rewards(task, episodes, self.run.rollout.reward, self.reward, repetition.reward if repetition else None)
+        if not self_play:  # a game's outcome is its reward (selfplay.py), assigned when it ends
+            assign_rewards(task, episodes, self.run.rollout.reward, self.reward, repetition.reward if repetition else None)
         reward_seconds = time.perf_counter() - rewarded
-        result = build_group(task, group_id, episodes)
+        result = player.build(task, group_id, episodes) if self_play else build_group(task, group_id, episodes)
         group = result.group
         group.producer = self.producer
         group.created_unix = time.time()

@@ -18,6 +18,8 @@ from pathlib import Path
 import matplotlib
 import yaml
 
+from outrider.train.selfplay_report import self_play_html
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -33,6 +35,7 @@ CURVES = [
     ("tokens_per_s", "learner tokens/s"),
     ("policy_lag_mean", "policy lag (versions)"),
     ("response_tokens_mean", "policy tokens per episode"),
+    ("reward/self_play_win", "self-play: the trained seat's win rate"),
 ]
 
 
@@ -300,6 +303,7 @@ pre{{background:#f6f6f6;padding:6px;white-space:pre-wrap;max-width:60em}} pre.pr
 <h1>Run {html.escape(run_dir.name)}</h1>
 {boundary}
 {_table(rows)}
+{self_play_html(run_dir)}
 <h2>Curves</h2>
 {figures}
 <h2>Where the time went</h2>

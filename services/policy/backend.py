@@ -29,6 +29,10 @@ class WeightsNotApplied(RuntimeError):
     read or staged): the old weights still serve, under their version."""
 
 
+class SnapshotsUnsupported(RuntimeError):
+    """The backend cannot hold earlier weights versions (policy.max_resident_versions > 1)."""
+
+
 class EntropiesUnsupported(RuntimeError):
     """The backend cannot compute full-vocabulary entropies (ScoreTokens answers UNIMPLEMENTED)."""
 
@@ -139,12 +143,25 @@ class Backend(abc.ABC):
     async def shutdown(self) -> None: ...
 
     @abc.abstractmethod
-    async def generate(self, prompts: list[list[int]], sampling: SamplingSpec) -> list[list[CompletionResult]]:
-        """`sampling.n` completions for every prompt, in prompt order then sample order."""
+    async def generate(
+        self, prompts: list[list[int]], sampling: SamplingSpec, snapshot: int | None = None
+    ) -> list[list[CompletionResult]]:
+        """`sampling.n` completions for every prompt, in prompt order then sample order;
+        with the weights kept by `snapshot(version)` when `snapshot` names one (else the served ones)."""
 
     @abc.abstractmethod
-    def generate_stream(self, prompts: list[list[int]], sampling: SamplingSpec) -> AsyncIterator[CompletionDelta]:
+    def generate_stream(
+        self, prompts: list[list[int]], sampling: SamplingSpec, snapshot: int | None = None
+    ) -> AsyncIterator[CompletionDelta]:
         """The same, as deltas while tokens are sampled. Closing the iterator aborts the rest."""
+
+    async def snapshot(self, version: int) -> None:
+        """Keep a copy of the served weights, to generate with later under `version` (the core
+        calls it with no request in flight, before a weights load replaces them)."""
+        raise SnapshotsUnsupported(f"the {self.name} backend cannot keep earlier weights versions")
+
+    async def drop_snapshot(self, version: int) -> None:
+        """Free the copy kept as `version`."""
 
     @abc.abstractmethod
     async def score(self, sequences: list[tuple[list[int], int]]) -> list[list[float]]:

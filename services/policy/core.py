@@ -3,6 +3,13 @@
 PolicyCore owns the backend, the prompt renderer, the weights version and
 admission control. Front ends convert their wire formats to plain values,
 call it, and convert back; validation errors surface as `ServiceError`s.
+
+Resident versions (`policy.max_resident_versions` = N > 1, docs/self-play.md): before a
+weights load replaces the served weights, the backend keeps a copy of them
+(`Backend.snapshot`), so Generate can be pinned to any of the N - 1 versions before the
+served one; the oldest is dropped first, and before the copy is made, so at most N copies
+of the weights are ever held. Pinned calls hold the version gate like any other, so no
+copy is dropped under a call that uses it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from outrider.config.policy import PolicyServiceConfig
-from outrider.serving import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable, Unimplemented
+from outrider.serving import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable, Unimplemented
 from outrider.services.policy import validation
 from outrider.services.policy.backend import (
     Backend,
@@ -54,6 +61,9 @@ class PolicyCore:
         renderer.max_context = backend.info.max_context
         self.schema = schema
         self.gate = VersionGate()
+        self.kept: list[int] = []
+        """Earlier weights versions the backend holds a copy of, newest first (at most
+        max_resident_versions - 1)."""
         self._in_flight = 0
         self._broken: str | None = None
         self.on_dead: Callable[[], None] = lambda: None
@@ -72,6 +82,23 @@ class PolicyCore:
     @property
     def version(self) -> int:
         return self.gate.version
+
+    @property
+    def resident_versions(self) -> list[int]:
+        """Versions Generate can be pinned to, newest (the served one) first."""
+        return [self.gate.version, *self.kept]
+
+    def _pinned(self, version: int | None, served: int) -> int | None:
+        """The backend snapshot a call pinned to `version` uses (None: the served weights)."""
+        if version is None or version == served:
+            return None
+        if version in self.kept:
+            return version
+        resident = ", ".join([f"{served} (served)", *map(str, self.kept)])
+        raise NotFound(
+            f"policy_version: version {version} is not resident; resident versions: {resident} "
+            f"(policy.max_resident_versions = {self.cfg.max_resident_versions})"
+        )
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -114,17 +141,31 @@ class PolicyCore:
         for i, ids in enumerate(prompts):
             validation.check_prompt_ids(ids, self.max_context, f"prompts[{i}]")
 
-    async def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> tuple[list[list[CompletionResult]], int]:
+    async def generate(
+        self, prompts: list[list[int]], spec: SamplingSpec, version: int | None = None
+    ) -> tuple[list[list[CompletionResult]], int]:
+        """Completions and the version that generated them: `version` when given (it must be
+        resident, else NOT_FOUND), else the served one."""
         self.check_prompts(prompts)
         with self.admitted():
-            async with self.gate.reading() as version:
-                return await self.backend.generate(prompts, spec), version
+            async with self.gate.reading() as served:
+                snapshot = self._pinned(version, served)
+                if snapshot is None:
+                    return await self.backend.generate(prompts, spec), served
+                return await self.backend.generate(prompts, spec, snapshot=snapshot), snapshot
 
-    async def generate_stream(self, prompts: list[list[int]], spec: SamplingSpec) -> AsyncIterator[tuple[CompletionDelta, int]]:
+    async def generate_stream(
+        self, prompts: list[list[int]], spec: SamplingSpec, version: int | None = None
+    ) -> AsyncIterator[tuple[CompletionDelta, int]]:
         self.check_prompts(prompts)
         with self.admitted():
-            async with self.gate.reading() as version:
-                stream = self.backend.generate_stream(prompts, spec)
+            async with self.gate.reading() as served:
+                snapshot = self._pinned(version, served)
+                if snapshot is None:
+                    stream = self.backend.generate_stream(prompts, spec)
+                else:
+                    stream = self.backend.generate_stream(prompts, spec, snapshot=snapshot)
+                version = served if snapshot is None else snapshot
                 try:
                     async for delta in stream:
                         yield delta, version
@@ -189,6 +230,22 @@ class PolicyCore:
                 f"an update may raise it by at most max_version_jump ({self.cfg.max_version_jump})"
             )
 
+    async def _keep(self, previous: int) -> bool:
+        """Under the write hold, before a load: copy the served weights when older versions
+        are kept (the oldest copy dropped first, so at most N exist); True when copied."""
+        keep = self.cfg.max_resident_versions - 1
+        if keep == 0 or self._broken is not None:
+            return False  # weights in an unknown state are not worth keeping
+        while len(self.kept) >= keep:
+            await self.backend.drop_snapshot(self.kept.pop())
+        await self.backend.snapshot(previous)
+        return True
+
+    def _served(self, version: int, kept: bool) -> None:
+        if kept:
+            self.kept.insert(0, self.gate.version)
+        self.gate.version = version
+
     async def update_weights(self, version: int, update: WeightsUpdate) -> UpdateOutcome:
         """Pause, swap, resume: new calls wait from now, in-flight calls finish on the old
         version, the weights load, the version bumps, calls go on.
@@ -203,16 +260,23 @@ class PolicyCore:
         async with self.gate.writing():
             self.check_version(version)  # another update may have won while this one waited
             previous = self.gate.version
+            kept = await self._keep(previous)
             load = asyncio.ensure_future(self._load(version, update))
             try:
                 timings = await asyncio.shield(load)
             except asyncio.CancelledError:
                 await asyncio.wait([load])
                 if not load.cancelled() and load.exception() is None:
-                    self.gate.version = version
+                    self._served(version, kept)
                     log.warning("weights version %d -> %d loaded after its caller gave up", previous, version)
+                elif kept:
+                    await self.backend.drop_snapshot(previous)
                 raise
-            self.gate.version = version
+            except BaseException:
+                if kept:
+                    await self.backend.drop_snapshot(previous)
+                raise
+            self._served(version, kept)
         seconds = time.perf_counter() - received
         log.info("weights version %d -> %d loaded in %.2f s", previous, version, seconds)
         return UpdateOutcome(version, previous, seconds, timings)

@@ -59,6 +59,14 @@ def build_backend(cfg: PolicyServiceConfig, model_dir: Path, renderer: PromptRen
     if choose_backend(cfg.backend) == "vllm":
         from outrider.services.policy.vllm_backend import VLLMBackend
 
+        if cfg.max_resident_versions > 1:
+            # One engine serves one set of weights; earlier versions would need an engine (and
+            # its KV cache) each, or LoRA adapters per version (docs/self-play.md).
+            raise PolicyStartError(
+                f"max_resident_versions: {cfg.max_resident_versions} needs the hf backend; "
+                "the vllm backend serves one weights version (set it to 1, or backend: hf)"
+            )
+
         return VLLMBackend(model_dir, options=cfg.vllm, **common)
     from outrider.services.policy.hf_backend import HFBackend
 

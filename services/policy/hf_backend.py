@@ -8,11 +8,17 @@ A batch runs to completion before the next one starts (static batching: new
 requests wait for the running batch, unlike vLLM's continuous batching).
 Log-probabilities are log_softmax of the float32 logits: the raw model
 distribution, before temperature and top-k/top-p.
+
+Snapshots (policy.max_resident_versions > 1): `snapshot(version)` keeps a deep copy
+of the model as it is (one more copy of the weights in memory), and rows pinned to
+it decode with that copy. A batch holds rows of one model only, so a pinned request
+and a latest one in the same queue run as two batches, in arrival order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import secrets
 import time
@@ -42,8 +48,13 @@ log = logging.getLogger(__name__)
 class _Job:
     """One generate call: its rows, and where their deltas/results go."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, prompts: list[list[int]], spec: SamplingSpec, stream: bool):
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, prompts: list[list[int]], spec: SamplingSpec, stream: bool,
+        snapshot: int | None = None,
+    ):
         self.loop = loop
+        self.snapshot = snapshot
+        """The kept weights version its rows decode with (None: the served model)."""
         self.deltas: asyncio.Queue[CompletionDelta | BaseException] | None = asyncio.Queue() if stream else None
         self.done: asyncio.Future[list[list[CompletionResult]]] = loop.create_future()
         self.cancelled = False
@@ -109,6 +120,8 @@ class HFBackend(Backend):
         self._wakeup: asyncio.Event | None = None
         self._scheduler: asyncio.Task | None = None
         self.model = None
+        self.snapshots: dict[int, torch.nn.Module] = {}
+        """Copies of earlier weights, by version (`snapshot`)."""
 
     @property
     def info(self) -> ModelInfo:
@@ -140,8 +153,25 @@ class HFBackend(Backend):
         self._pending.clear()
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
-    def _submit(self, prompts: list[list[int]], spec: SamplingSpec, stream: bool) -> _Job:
-        job = _Job(asyncio.get_running_loop(), prompts, spec, stream)
+    async def snapshot(self, version: int) -> None:
+        def keep() -> None:
+            self.snapshots[version] = copy.deepcopy(self.model)
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, keep)
+
+    async def drop_snapshot(self, version: int) -> None:
+        self.snapshots.pop(version, None)
+
+    def _model(self, snapshot: int | None):
+        if snapshot is None:
+            return self.model
+        if snapshot not in self.snapshots:
+            raise RuntimeError(f"no snapshot of weights version {snapshot} is kept (kept: {sorted(self.snapshots)})")
+        return self.snapshots[snapshot]
+
+    def _submit(self, prompts: list[list[int]], spec: SamplingSpec, stream: bool, snapshot: int | None = None) -> _Job:
+        self._model(snapshot)  # refuse an unknown snapshot before queueing anything
+        job = _Job(asyncio.get_running_loop(), prompts, spec, stream, snapshot)
         for p, prompt in enumerate(prompts):
             budget = min(spec.max_tokens, self.max_context - len(prompt))
             for j in range(spec.n):
@@ -152,16 +182,20 @@ class HFBackend(Backend):
         self._wakeup.set()
         return job
 
-    async def generate(self, prompts: list[list[int]], sampling: SamplingSpec) -> list[list[CompletionResult]]:
-        job = self._submit(prompts, sampling, stream=False)
+    async def generate(
+        self, prompts: list[list[int]], sampling: SamplingSpec, snapshot: int | None = None
+    ) -> list[list[CompletionResult]]:
+        job = self._submit(prompts, sampling, stream=False, snapshot=snapshot)
         try:
             return await asyncio.shield(job.done)
         except asyncio.CancelledError:
             job.cancelled = True
             raise
 
-    async def generate_stream(self, prompts: list[list[int]], sampling: SamplingSpec) -> AsyncIterator[CompletionDelta]:
-        job = self._submit(prompts, sampling, stream=True)
+    async def generate_stream(
+        self, prompts: list[list[int]], sampling: SamplingSpec, snapshot: int | None = None
+    ) -> AsyncIterator[CompletionDelta]:
+        job = self._submit(prompts, sampling, stream=True, snapshot=snapshot)
         assert job.deltas is not None
         finished = 0
         try:
@@ -176,21 +210,26 @@ class HFBackend(Backend):
             job.cancelled = finished < len(prompts) * sampling.n
 
     async def _schedule(self) -> None:
-        """Take up to max_batch_rows waiting rows, decode them, repeat."""
+        """Take up to max_batch_rows waiting rows of one model (the first waiting row's), decode them, repeat."""
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                batch = []
+                batch, later = [], deque()
+                model_of_batch = self._pending[0][0].snapshot
                 while self._pending and len(batch) < self.max_batch_rows:
                     job, row = self._pending.popleft()
                     if job.cancelled:
                         row.finish("abort")
                         job.finish_row(row)
                         continue
+                    if job.snapshot != model_of_batch:
+                        later.append((job, row))
+                        continue
                     batch.append((job, row))
+                self._pending.extendleft(reversed(later))
                 if batch:
                     self._running = list({id(job): job for job, _ in batch}.values())
                     try:
@@ -203,7 +242,7 @@ class HFBackend(Backend):
         owners = {id(row): job for job, row in batch}
         try:
             decode_rows(
-                self.model,
+                self._model(batch[0][0].snapshot),
                 [row for _, row in batch],
                 device=self.device,
                 eos_token_ids=self.eos_token_ids,

@@ -63,7 +63,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
 
     async def Generate(self, request, context) -> policy_pb2.GenerateResponse:
         prompts, spec = self._prepare(request)
-        results, version = await self.core.generate(prompts, spec)
+        results, version = await self.core.generate(prompts, spec, _pinned(request))
         return policy_pb2.GenerateResponse(
             results=[
                 policy_pb2.PromptResult(prompt_ids=ids, completions=[_completion(c) for c in completions])
@@ -76,7 +76,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     async def GenerateStream(self, request, context) -> AsyncIterator[policy_pb2.GenerateChunk]:
         prompts, spec = self._prepare(request)
         started: set[int] = set()
-        stream = self.core.generate_stream(prompts, spec)
+        stream = self.core.generate_stream(prompts, spec, _pinned(request))
         try:
             async for delta, version in stream:
                 first = delta.prompt_index not in started
@@ -177,7 +177,12 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             max_context_length=info.max_context, vocab_size=info.vocab_size, eos_token_ids=info.eos_token_ids,
             max_prompts=limits.max_prompts, max_n=limits.max_n, max_tokens=limits.max_tokens,
             dtype=info.dtype, device=info.device, max_entropy_tokens=self.core.backend.entropy_token_limit or 0,
+            resident_versions=self.core.resident_versions,
         )
+
+
+def _pinned(request: policy_pb2.GenerateRequest) -> int | None:
+    return request.policy_version if request.HasField("policy_version") else None
 
 
 @dataclass

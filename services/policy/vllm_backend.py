@@ -179,7 +179,11 @@ class VLLMBackend(Backend):
         except EngineDeadError as exc:
             raise BackendDead(f"the vLLM engine died ({exc}); the policy service must be restarted") from exc
 
-    async def generate(self, prompts: list[list[int]], sampling: SamplingSpec) -> list[list[CompletionResult]]:
+    async def generate(
+        self, prompts: list[list[int]], sampling: SamplingSpec, snapshot: int | None = None
+    ) -> list[list[CompletionResult]]:
+        # No snapshots here (Backend.snapshot refuses), so the core never pins one.
+        assert snapshot is None, "the vLLM backend keeps no earlier weights versions"
         from vllm.sampling_params import RequestOutputKind
 
         async def one(prompt: list[int]) -> list[CompletionResult]:
@@ -192,7 +196,10 @@ class VLLMBackend(Backend):
 
         return list(await asyncio.gather(*(one(p) for p in prompts)))
 
-    async def generate_stream(self, prompts: list[list[int]], sampling: SamplingSpec) -> AsyncIterator[CompletionDelta]:
+    async def generate_stream(
+        self, prompts: list[list[int]], sampling: SamplingSpec, snapshot: int | None = None
+    ) -> AsyncIterator[CompletionDelta]:
+        assert snapshot is None, "the vLLM backend keeps no earlier weights versions"
         from vllm.sampling_params import RequestOutputKind
 
         queue: asyncio.Queue[CompletionDelta | BaseException | None] = asyncio.Queue()

@@ -61,7 +61,7 @@ def test_the_examples_with_commands_are_the_ones_expected():
     assert with_commands == {
         "curriculum-service.yaml", "env-service.yaml", "reward-service.yaml", "grpo-clipcov-python-tool.yaml",
         "grpo-python-tool-cpu.yaml",
-        "grpo-math-retries.yaml", "grpo-math.yaml", "ppo-guess-number-prm.yaml", "envs/counter-remote.yaml",
+        "grpo-math-retries.yaml", "grpo-math.yaml", "ppo-guess-number-prm.yaml", "self-play-nim.yaml", "envs/counter-remote.yaml",
         "envs/math-easy.yaml", "offline/dpo.yaml", "offline/sft.yaml",
     }
     assert header_commands(REPO / "examples" / "ppo-guess-number-prm.yaml")[-1] == "outrider train examples/ppo-guess-number-prm.yaml"

@@ -20,7 +20,7 @@ from outrider.proto.v1 import common_pb2, env_pb2
 
 pytestmark = pytest.mark.sandbox  # the env service builds a sandbox
 
-BUILTINS = ["code", "guess-number", "math", "python-tool"]
+BUILTINS = ["code", "guess-number", "math", "nim", "python-tool"]
 GOOD_ENV = textwrap.dedent('''
     from outrider.envs import Environment, Message, StepResult, Task
 

@@ -54,7 +54,7 @@ async def expect_status(call, code: grpc.StatusCode) -> str:
 async def test_lists_builtins_and_reports_serving(start_env_service):
     built, stub = await start_env_service()
     names = [spec.name for spec in (await stub.ListEnvs(env_pb2.ListEnvsRequest())).envs]
-    assert names == ["code", "guess-number", "math", "python-tool"]
+    assert names == ["code", "guess-number", "math", "nim", "python-tool"]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{built.port}") as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="outrider.v1.EnvService"))
     assert health.status == health_pb2.HealthCheckResponse.SERVING
@@ -181,7 +181,7 @@ async def test_unknown_env_and_task(start_env_service):
     assert "train-99999" in details
     await expect_status(stub.CreateSession(env_pb2.CreateSessionRequest(env="math")), grpc.StatusCode.INVALID_ARGUMENT)
     await expect_status(stub.ListTasks(env_pb2.ListTasksRequest(env="math", split="valid")), grpc.StatusCode.INVALID_ARGUMENT)
-    assert len((await stub.ListEnvs(env_pb2.ListEnvsRequest())).envs) == 4
+    assert len((await stub.ListEnvs(env_pb2.ListEnvsRequest())).envs) == 5
 
 
 async def test_invalid_spec_is_invalid_argument_naming_the_fields(start_env_service):
@@ -195,7 +195,7 @@ async def test_invalid_spec_is_invalid_argument_naming_the_fields(start_env_serv
     bad_params = env_pb2.EnvSpec(name="m", python=env_pb2.PythonEntryPoint(entry_point="outrider.envs.builtin.math_env:MathEnv"), params={"difficulty": "99"})
     details = await expect_status(stub.RegisterEnv(env_pb2.RegisterEnvRequest(spec=bad_params)), grpc.StatusCode.INVALID_ARGUMENT)
     assert "spec.params.difficulty" in details
-    assert [s.name for s in (await stub.ListEnvs(env_pb2.ListEnvsRequest())).envs] == ["code", "guess-number", "math", "python-tool"]
+    assert [s.name for s in (await stub.ListEnvs(env_pb2.ListEnvsRequest())).envs] == ["code", "guess-number", "math", "nim", "python-tool"]
 
 
 async def test_oversized_action_is_refused_and_the_session_goes_on(start_env_service):
@@ -291,4 +291,4 @@ async def test_environment_errors_are_explicit_statuses_not_rewards(start_env_se
     details = await expect_status(stub.CreateSession(env_pb2.CreateSessionRequest(env="failing", task_id="explode")), grpc.StatusCode.INTERNAL)
     assert "environment 'failing' failed to start task 'explode': RuntimeError: reset exploded" in details
     assert counter("outrider_env_errors_total", env="failing", stage="reset") == reset_errors + 1
-    assert len((await stub.ListEnvs(env_pb2.ListEnvsRequest())).envs) == 5
+    assert len((await stub.ListEnvs(env_pb2.ListEnvsRequest())).envs) == 6

@@ -18,7 +18,7 @@ from outrider.proto.v1 import common_pb2
 
 def test_env_config_defaults_register_every_builtin():
     cfg = EnvServiceConfig()
-    assert cfg.builtin_envs == ["math", "code", "python-tool", "guess-number"]
+    assert cfg.builtin_envs == ["math", "code", "python-tool", "guess-number", "nim"]
     assert cfg.sandbox.backend == "auto"
 
 

@@ -167,7 +167,7 @@ def test_adding_an_environment(tmp_path):
     names = (root / "outrider" / "config" / "names.py").read_text()
     assert '"reverse-word": "outrider.envs.builtin.reverse_word_env:ReverseWordEnv"' in names
     # New built-ins come after the existing ones: the default `builtin_envs` order is kept.
-    assert 'BUILTIN_ENV_NAMES: tuple[str, ...] = ("math", "code", "python-tool", "guess-number", "reverse-word")' in names
+    assert 'BUILTIN_ENV_NAMES: tuple[str, ...] = ("math", "code", "python-tool", "guess-number", "nim", "reverse-word")' in names
     doc = (root / "docs" / "environments.md").read_text()
     assert "| `reverse-word` | Spell a word backwards; one turn, reward 1 when exact. | — | 1 | — | — |" in doc
     regenerating_changes_nothing(root)

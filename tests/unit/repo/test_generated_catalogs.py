@@ -50,7 +50,7 @@ def test_builtin_environments_are_the_modules_of_envs_builtin():
     from outrider.envs.builtin import builtin_class
 
     assert BUILTIN_ENV_NAMES == get_args(BuiltinEnvName) == tuple(BUILTIN_ENV_ENTRY_POINTS)
-    assert set(BUILTIN_ENV_NAMES) == {"math", "code", "python-tool", "guess-number"}
+    assert set(BUILTIN_ENV_NAMES) == {"math", "code", "python-tool", "guess-number", "nim"}
     for name in BUILTIN_ENV_NAMES:
         spec = builtin_class(name).default_spec()
         assert (spec.name, spec.python.entry_point) == (name, BUILTIN_ENV_ENTRY_POINTS[name])
