@@ -35,13 +35,13 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from pydantic import ValidationError
 
 from outrider.config.base import ConfigError, read_yaml, validation_problems
-from outrider.config.env import SandboxLimitsConfig
+from outrider.config.env import ENV_NAME_PATTERN, SandboxLimitsConfig
 from outrider.envs import openenv
 from outrider.envs.agent import spec as agent_spec
 from outrider.proto import jsontext
 from outrider.proto.v1 import env_pb2
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(ENV_NAME_PATTERN)
 ENTRY_POINT_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ADDRESS_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")

@@ -112,8 +112,11 @@ def render_values(config: Path, values_files: list[Path] = (), overrides: list[s
     for dotted in CHART_OWNED:
         if _drop(data, dotted):
             rendered.dropped.append(dotted)
+    env_specs = _move_spec_files(data, rendered)
     _prune_empty(data)
     values: dict = {"config": data}
+    if env_specs:
+        values["envSpecs"] = env_specs
     for path in values_files:
         values = merge(values, _read_mapping(path, "a values file"))
     mount = merge(chart_defaults(chart), values).get("sharedStorage", {}).get("mountPath", "/data")
@@ -124,6 +127,48 @@ def render_values(config: Path, values_files: list[Path] = (), overrides: list[s
     check_values(values, f"{config} rendered", chart)
     rendered.values = values
     return rendered
+
+
+def _move_spec_files(data: dict, rendered: Rendered) -> dict:
+    """The config's `env.spec_files` (files on this machine, not in the pods) as the chart's
+    `envSpecs`: name -> the file's mapping, checked as the env service would check it."""
+    from outrider.envs.spec import load_spec_file
+
+    paths = data.get("env", {}).pop("spec_files", None) or []
+    specs: dict = {}
+    for path in paths:
+        name = load_spec_file(path).name  # SpecError (a ConfigError) names the file and field
+        if name in specs:
+            raise ConfigError(str(path), [("name", f"{name!r} is also the name of an earlier file of env.spec_files")])
+        spec = dict(read_yaml(path))
+        spec.pop("name", None)
+        specs[name] = spec
+        agent = spec.get("agent")
+        if isinstance(agent, dict) and agent.get("directory"):
+            rendered.notes.append(f"envSpecs.{name}.agent.directory {agent['directory']!r} must exist in the env pods' image")
+    if specs:
+        rendered.notes.append(f"env.spec_files -> envSpecs: {', '.join(specs)} (files of the run's ConfigMap)")
+    return specs
+
+
+def _env_spec_problems(env_specs: Any) -> list[tuple[str, str]]:
+    """Each `envSpecs` entry checked as the env service checks a spec file (the schema has
+    already checked that the map's keys are names and its values mappings)."""
+    from outrider.envs.spec import spec_from_dict
+
+    problems = []
+    for name, spec in (env_specs or {}).items():
+        if not isinstance(spec, dict):
+            continue
+        if "name" in spec and spec["name"] != name:
+            problems.append((f"/envSpecs/{name}/name", f"is {spec['name']!r}: it must be the key ({name}) or left out"))
+            continue
+        try:
+            spec_from_dict({**spec, "name": name}, f"envSpecs.{name}")
+        except ConfigError as exc:
+            problems += [(f"/envSpecs/{name}/{path.replace('.', '/')}" if path not in ("<root>", "<spec>") else f"/envSpecs/{name}", message)
+                         for path, message in exc.problems]
+    return problems
 
 
 def dump_values(rendered: Rendered, config: Path) -> str:
@@ -165,7 +210,7 @@ def check_values(values: dict, source: str, chart: Path = CHART_DIR) -> list[Wor
     """Validate `values` (a values file's content) merged over the chart's defaults; raise
     ConfigError naming `source` and each offending field; return what would be deployed."""
     merged = merge(chart_defaults(chart), values)
-    problems = _schema_problems(merged)
+    problems = _schema_problems(merged) or _env_spec_problems(merged.get("envSpecs"))
     if problems:
         raise ConfigError(source, problems)
     try:

@@ -11,6 +11,9 @@ from outrider.config.base import ConfigModel
 from outrider.config.common import ServerConfig
 from outrider.config.names import BUILTIN_ENV_NAMES, BuiltinEnvName  # generated from envs/builtin (make catalog)
 
+# An environment's name (EnvSpec.name): 1-64 of a-z 0-9 _ . -, starting with a letter or digit.
+ENV_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
 SandboxBackendName = Literal["auto", "bwrap", "gvisor", "docker", "subprocess"]
 
 KIB = 1024

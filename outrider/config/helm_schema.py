@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from outrider.config.run import SERVICE_NAMES, RunConfig
+from outrider.config.env import ENV_NAME_PATTERN
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "helm" / "outrider" / "values.schema.json"
 SERVICES_TPL_PATH = SCHEMA_PATH.parent / "templates" / "_services.tpl"
@@ -239,6 +240,13 @@ def build_schema() -> dict:
                 },
                 "The run's dispatcher Job (`outrider train` in cluster mode).",
             ),
+            "envSpecs": {
+                "type": "object",
+                "description": "Environments registered by every env replica at start: name -> EnvSpec (the YAML of "
+                "examples/envs/, `name` optional), one ConfigMap file each, listed in env.spec_files.",
+                "propertyNames": {"pattern": ENV_NAME_PATTERN},
+                "additionalProperties": {"type": "object"},
+            },
             "gvisor": _obj(
                 {"createRuntimeClass": {"type": "boolean"}, "handler": {"type": "string"}},
                 "gVisor RuntimeClass for the env pods.",

@@ -112,6 +112,24 @@ holds it; with TLS, the CA of redis.tls.existingSecret and certificate checks. *
 {{- .Values.sharedStorage.existingClaim | default (printf "%s-shared" (include "outrider.fullname" .)) -}}
 {{- end -}}
 
+{{- /* The ConfigMap key of envSpecs entry NAME, a file under /etc/outrider in the pods. */ -}}
+{{- define "outrider.envSpecFile" -}}
+{{- printf "env-spec-%s.yaml" . -}}
+{{- end -}}
+
+{{- /* An envSpecs entry as its spec file: the key is the environment's name. */ -}}
+{{- define "outrider.envSpec" -}}
+{{- if and (hasKey .spec "name") (ne (toString .spec.name) .name) -}}
+{{- fail (printf "envSpecs.%s.name is %q: it must be the key (%s) or left out" .name (toString .spec.name) .name) -}}
+{{- end -}}
+{{- toYaml (merge (dict "name" .name) (deepCopy .spec)) -}}
+{{- end -}}
+
+{{- /* What the pods read from the ConfigMap; a change rolls them (checksum/config). */ -}}
+{{- define "outrider.configChecksum" -}}
+{{- printf "%s\n%s" (include "outrider.runConfig" .) (toYaml .Values.envSpecs) | sha256sum -}}
+{{- end -}}
+
 {{/* The run config with cluster addresses, Redis URL and server ports filled in. */}}
 {{- define "outrider.runConfig" -}}
 {{- $name := include "outrider.fullname" . -}}
@@ -146,6 +164,14 @@ that the env pods' NetworkPolicy lets out. Either stays as set in `config` if gi
 {{- end -}}
 {{- $_ := set $policy "capture" $capture -}}
 {{- $envSection := get $cfg "env" -}}
+{{- /* envSpecs: files of the ConfigMap, registered by every env replica at start. */ -}}
+{{- $specFiles := get $envSection "spec_files" | default list -}}
+{{- range $name, $_ := .Values.envSpecs -}}
+{{- $specFiles = append $specFiles (printf "/etc/outrider/%s" (include "outrider.envSpecFile" $name)) -}}
+{{- end -}}
+{{- if $specFiles -}}
+{{- $_ := set $envSection "spec_files" $specFiles -}}
+{{- end -}}
 {{- if not (get $envSection "agent_gateway") -}}
 {{- $_ := set $envSection "agent_gateway" (printf "%s-policy:%d" $name (int $.Values.ports.http)) -}}
 {{- end -}}

@@ -10,8 +10,8 @@ as the Services would resolve them. So the chart's commands, ports, config, serv
 Secrets and securityContext are proven to work together, which rendering and schema checks
 cannot show. What stands in for what a cluster has: the images (this checkout's virtualenv
 for the Outrider image, Debian's redis-server for redis, each with its entrypoint), the
-toy environment's spec as a file of the image, and Service names resolving to the pods'
-addresses (no ClusterIP).
+toy environment's module on the image's path (its spec comes the chart's way, `envSpecs`:
+a file of the ConfigMap), and Service names resolving to the pods' addresses (no ClusterIP).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ VALUES = {
     "config": {
         "name": "smoke",
         "policy": {"backend": "hf", "model": "tiny-random-chars", "dtype": "float32"},
-        "env": {"builtin_envs": [], "spec_files": ["/opt/outrider-smoke/vowels.yaml"]},
+        "env": {"builtin_envs": []},
         "curriculum": {"strategy": {"type": "uniform"}},
         "rollout": {"envs": ["vowels"], "group_size": 4, "workers": 1, "sampling": {"max_tokens": 16},
                     "max_episode_tokens": 128},
@@ -51,6 +51,8 @@ VALUES = {
         "evaluation": {"enabled": False},
     },
     "env": {"replicas": 1},
+    # Registered by the env pod from the ConfigMap (test_chart_env_specs.py).
+    "envSpecs": {"vowels": {k: v for k, v in yaml.safe_load(SPEC).items() if k != "name"}},
     "rolloutWorkers": {"concurrency": 1, "replicas": 1},
 }
 
@@ -58,17 +60,16 @@ VENV_BIN = Path(sys.executable).parent
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _outrider_image(spec: Path) -> Image:
+def _outrider_image() -> Image:
     """The Dockerfile's image: this checkout installed in the virtualenv, WORKDIR the
     repository, its ENV; for this CPU test DeepSpeed's CPU accelerator and the tests folder
-    on the path (the toy environment's module), and the toy spec as a file of the image."""
+    on the path (the toy environment's module)."""
     return Image(
         entrypoint=["outrider"],
         workdir=str(REPO_ROOT),
         env={"PATH": f"{VENV_BIN}:{SYSTEM_PATH}", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
              "TRANSFORMERS_OFFLINE": "1", "TORCH_EXTENSIONS_DIR": "/opt/torch_extensions",
              "OUTRIDER_CACHE": "/opt/outrider-cache", "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO_ROOT / "tests")},
-        files={"/opt/outrider-smoke/vowels.yaml": spec},
     )
 
 
@@ -141,15 +142,12 @@ def test_the_rendered_chart_trains_to_completion(cluster_root, tmp_path):
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump(VALUES))
     documents = render(values=values)
-    spec = cluster_root / "vowels.yaml"
-    spec.write_text(SPEC)
-    spec.chmod(0o644)
     repository = yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"]
 
     def image_for(reference: str) -> Image:
         name = reference.rpartition(":")[0]
         if name == repository:
-            return _outrider_image(spec)
+            return _outrider_image()
         if name.rpartition("/")[2] == "redis":
             return REDIS_IMAGE
         raise AssertionError(f"no local stand-in for the image {reference}")
