@@ -107,7 +107,8 @@ class GroupResult:
     """One message per episode dropped for an error."""
 
 
-def _sampling(cfg: RolloutConfig, max_tokens: int, n: int = 1) -> dict:
+def sampling_args(cfg: RolloutConfig, max_tokens: int, n: int = 1) -> dict:
+    """The policy client's Generate arguments for `n` samples of at most `max_tokens` each."""
     sampling = cfg.sampling
     params = {"n": n, "temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": max_tokens}
     if sampling.top_k:
@@ -115,7 +116,7 @@ def _sampling(cfg: RolloutConfig, max_tokens: int, n: int = 1) -> dict:
     return params
 
 
-def _support(cfg: RolloutConfig) -> trajectory_pb2.SamplingSupport | None:
+def sampling_support(cfg: RolloutConfig) -> trajectory_pb2.SamplingSupport | None:
     """The turn's truncated support, for the learner to take log-probs over (None: full vocabulary)."""
     sampling = cfg.sampling
     if sampling.temperature > 0 and (sampling.top_k > 0 or sampling.top_p < 1):
@@ -247,7 +248,7 @@ class GroupPlayer:
             ids = episode.token_ids[turn.start : turn.start + turn.completion_length]
             with self._timed("env"):
                 reply = self.env.step(episode.session_id, recorded[position].content, ids)
-            if problem := _step_reply_problem(reply):
+            if problem := step_reply_problem(reply):
                 return f"turn {index}: {problem}"
             answer = list(reply.observation.messages)
             if reply.done or reply.reward != turn.env_reward or recorded[position + 1 : position + 1 + len(answer)] != answer:
@@ -276,12 +277,12 @@ class GroupPlayer:
         if same_prompt:
             prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=running[0].token_ids))]
             with self._timed("policy"):
-                reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens, n=len(running)))
+                reply = self.policy.generate(prompts, **sampling_args(self.cfg, max_tokens, n=len(running)))
             completions = list(reply.results[0].completions)
         else:
             prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=e.token_ids)) for e in running]
             with self._timed("policy"):
-                reply = self.policy.generate(prompts, **_sampling(self.cfg, max_tokens))
+                reply = self.policy.generate(prompts, **sampling_args(self.cfg, max_tokens))
             completions = [result.completions[0] for result in reply.results]
         self.generations.append((started, time.time(), len(running)))
         ended = []
@@ -337,7 +338,7 @@ class GroupPlayer:
                 completion_length=len(ids),
                 policy_version=version,
                 finish_reason=completion.finish_reason,
-                sampling=_support(self.cfg),
+                sampling=sampling_support(self.cfg),
             )
             episode.turns.append(turn)
         if self.segment is not None:
@@ -392,7 +393,7 @@ class GroupPlayer:
             # The turn was sampled: it stays on record (its tokens are in token_ids).
             episode.fail(INFRA_FAILURE_ENV_UNAVAILABLE, f"Step: {exc.code().name}: {exc.details()}")
             return None
-        if problem := _step_reply_problem(reply):
+        if problem := step_reply_problem(reply):
             episode.fail(INFRA_FAILURE_ENV_ERROR, problem)
             return None
         turn.env_reward = reply.reward
@@ -416,7 +417,7 @@ class GroupPlayer:
 
 
 
-def _step_reply_problem(reply) -> str | None:
+def step_reply_problem(reply) -> str | None:
     """Why a Step reply cannot be trained on (None: status OK with a reward). An unset
     status or a missing reward is a failure, never a reward of 0."""
     if reply.status.code == ItemStatus.CODE_UNSPECIFIED:

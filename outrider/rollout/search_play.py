@@ -45,7 +45,7 @@ from outrider.proto.v1.trajectory_pb2 import (
     INFRA_FAILURE_POLICY_TIMEOUT,
     INFRA_FAILURE_REWARD_ERROR,
 )
-from outrider.rollout.episodes import Episode, _sampling, _step_reply_problem, _support, timed_into
+from outrider.rollout.episodes import Episode, sampling_args, sampling_support, step_reply_problem, timed_into
 from outrider.rollout.search import Prefix, SearchResult, Step, search
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class PolicyProposer:
         used = [len(_ids(p)) for p in prefixes]
         limit = min(max_tokens, self.cfg.search.step_tokens, *(self.room - u for u in used))
         prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=self.prompt_ids + _ids(p))) for p in prefixes]
-        sampling = _sampling(self.cfg, limit, n=k) | {"stop": [self.delimiter]}
+        sampling = sampling_args(self.cfg, limit, n=k) | {"stop": [self.delimiter]}
         started = time.time()
         with self.timed("policy"):
             reply = self.policy.generate(prompts, **sampling)
@@ -101,7 +101,7 @@ class PolicyProposer:
         full = [_ids(p) + list(c.token_ids) for p, cs in zip(prefixes, completions) for c in cs]
         with self.timed("policy"):
             texts = iter(self.policy.detokenize(full))
-        support = _support(self.cfg)
+        support = sampling_support(self.cfg)
         out = []
         for prefix, room_used, cs in zip(prefixes, used, completions, strict=True):
             before = "".join(step.text for step in prefix)
@@ -233,7 +233,7 @@ class SearchPlayer:
         versions = [step.info[1] for step in trajectory.steps]
         turn = trajectory_pb2.Turn(
             start=len(prompt), completion_length=len(ids), policy_version=versions[0],
-            finish_reason=trajectory.steps[-1].info[0], sampling=_support(self.cfg),
+            finish_reason=trajectory.steps[-1].info[0], sampling=sampling_support(self.cfg),
             segments=[trajectory_pb2.Segment(length=len(s.token_ids), policy_version=v) for s, v in zip(trajectory.steps, versions)],
         )
         episode.turns.append(turn)
@@ -255,7 +255,7 @@ class SearchPlayer:
         except grpc.RpcError as exc:
             episode.fail(INFRA_FAILURE_ENV_UNAVAILABLE, f"env: {exc.code().name}: {exc.details()}")
             return episode
-        if problem := _step_reply_problem(reply):
+        if problem := step_reply_problem(reply):
             episode.fail(INFRA_FAILURE_ENV_ERROR, problem)
             return episode
         turn = episode.turns[0]

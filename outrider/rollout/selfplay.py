@@ -46,7 +46,7 @@ from outrider.config.rollout import RolloutConfig
 from outrider.proto.v1 import common_pb2, policy_pb2
 from outrider.proto.v1.common_pb2 import ChatMessage, FinishReason
 from outrider.proto.v1.trajectory_pb2 import INFRA_FAILURE_ENV_ERROR, INFRA_FAILURE_ENV_UNAVAILABLE
-from outrider.rollout.episodes import Episode, GroupPlayer, GroupResult, _sampling, _step_reply_problem, build_group
+from outrider.rollout.episodes import Episode, GroupPlayer, GroupResult, build_group, sampling_args, step_reply_problem
 from outrider.rollout.league import OpponentSampler
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class SelfPlayer:
             except grpc.RpcError as exc:
                 game.fail(INFRA_FAILURE_ENV_UNAVAILABLE, f"Step: {exc.code().name}: {exc.details()}")
                 continue
-            if problem := _step_reply_problem(reply):
+            if problem := step_reply_problem(reply):
                 game.fail(INFRA_FAILURE_ENV_ERROR, problem)
                 continue
             mover.turns[-1].env_reward = reply.reward
@@ -232,7 +232,7 @@ class SelfPlayer:
         prompts = [policy_pb2.Prompt(token_ids=common_pb2.TokenIds(ids=m.token_ids)) for m in movers]
         started = time.time()
         with self._timed("policy"):
-            reply = self.policy.generate(prompts, policy_version=version, **_sampling(self.cfg, max_tokens))
+            reply = self.policy.generate(prompts, policy_version=version, **sampling_args(self.cfg, max_tokens))
         self.generations.append((started, time.time(), len(movers)))
         both = self.cfg.self_play.train_both_seats
         out = []
