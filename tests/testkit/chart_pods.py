@@ -41,6 +41,10 @@ class Image:
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     """Files the image holds beyond the host's root filesystem: path in the container -> file here."""
+    pinned: dict[str, Path] = field(default_factory=dict)
+    """Host folders the stand-in needs at their own paths even where a pod volume covers them,
+    mounted after the volumes: a checkout under /tmp, where every pod mounts an emptyDir, would
+    be hidden from the stand-in (a real image keeps its code at WORKDIR, under no volume)."""
 
 
 @dataclass
@@ -226,6 +230,7 @@ def _plan_containers(pod: Pod, workload: dict, root: Path, image_for, namespace:
             always_ro = bool({"configMap", "secret"} & set(volumes[mount["name"]]))
             mounts.append(Mount(folders[mount["name"]] / mount.get("subPath", ""), mount["mountPath"],
                                 always_ro or bool(mount.get("readOnly"))))
+        mounts += [Mount(Path(image.pinned[target]), target, True) for target in image.pinned]
         groups = [g for g in [fs_group, *security.get("supplementalGroups", [])] if g is not None]
         capabilities = context.get("capabilities", {})
         pod.containers.append(Container(

@@ -63,14 +63,22 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def _outrider_image() -> Image:
     """The Dockerfile's image: this checkout installed in the virtualenv, WORKDIR the
     repository, its ENV; for this CPU test DeepSpeed's CPU accelerator and the tests folder
-    on the path (the toy environment's module)."""
+    on the path (the toy environment's module). The checkout (and its virtualenv) is pinned
+    at its own path, so that the stand-in finds itself when the clone lives under /tmp."""
     return Image(
         entrypoint=["outrider"],
         workdir=str(REPO_ROOT),
         env={"PATH": f"{VENV_BIN}:{SYSTEM_PATH}", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
              "TRANSFORMERS_OFFLINE": "1", "TORCH_EXTENSIONS_DIR": "/opt/torch_extensions",
              "OUTRIDER_CACHE": "/opt/outrider-cache", "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO_ROOT / "tests")},
+        pinned={str(folder): folder for folder in _pinned_folders()},
     )
+
+
+def _pinned_folders() -> list[Path]:
+    """The checkout and the virtualenv's prefix (when outside it), outermost only."""
+    folders = [REPO_ROOT, Path(sys.prefix)]
+    return [f for f in folders if not any(f != other and f.is_relative_to(other) for other in folders)]
 
 
 # The official redis image: ENTRYPOINT docker-entrypoint.sh (which puts redis-server in front
