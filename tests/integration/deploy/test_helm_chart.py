@@ -8,9 +8,7 @@ schema validation are what can be checked for real.
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,30 +16,9 @@ import yaml
 
 from outrider.config import RunConfig, parse_model
 from outrider.config.helm_schema import main as schema_main
-from testkit.helm_chart import load_run_config
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CHART = REPO_ROOT / "helm" / "outrider"
-HELM = shutil.which("helm") or str(Path(sys.executable).parent / "helm")
-KUBE_VALIDATE = str(Path(sys.executable).parent / "kubernetes-validate")
-
-needs_helm = pytest.mark.skipif(not Path(HELM).exists(), reason="helm binary not installed (scripts/bootstrap.sh fetches it)")
-
-
-def _helm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120)
-
-
-def _render(*sets: str, values: Path | None = None) -> list[dict]:
-    args = ["template", "rel", str(CHART)]
-    if values is not None:
-        args += ["--values", str(values)]
-    for item in sets:
-        args += ["--set", item]
-    result = _helm(*args)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
+from testkit.helm_chart import CHART, KUBE_VALIDATE, load_run_config, needs_helm
+from testkit.helm_chart import helm as _helm
+from testkit.helm_chart import render as _render
 
 # A GPU cluster: 4 learner nodes of 8 GPUs on tainted, labelled GPU nodes, one learner per
 # node, policy replicas on their own GPU nodes, both above batch work in priority.
