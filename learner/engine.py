@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from outrider.config.learner import EngineConfig, OptimizerConfig
+from outrider.process import free_port
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,10 @@ def init_distributed(backend: str = "auto", timeout_s: float = 1800) -> None:
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}.items():
         os.environ.setdefault(key, value)
     if "MASTER_PORT" not in os.environ:
-        os.environ["MASTER_PORT"] = str(_free_port())
+        os.environ["MASTER_PORT"] = str(free_port())
     deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(seconds=timeout_s))
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def shutdown_distributed() -> None:

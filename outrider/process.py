@@ -9,6 +9,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -18,6 +19,15 @@ from multiprocessing import resource_tracker
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A free loopback TCP port, chosen by the kernel (at random from the ephemeral range,
+    so two processes asking at the same moment rarely get the same one). It is free when
+    returned; whoever binds it next may still lose it to another process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def pid_alive(pid: int) -> bool:

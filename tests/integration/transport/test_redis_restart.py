@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 
 import pytest
 import redis
 
 from outrider.config.common import RedisConfig
-from outrider.transport import open_redis
+from outrider.process import free_port as process_free_port
+from outrider.transport import embedded, open_redis, start_embedded
 
 
 def _kill(handle) -> None:
@@ -66,3 +68,38 @@ def test_restart_of_a_redis_not_started_here_is_refused():
     assert handle.exit_code() is None
     with pytest.raises(RuntimeError, match="not started here"):
         handle.restart()
+
+
+def _listener() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_a_free_port_taken_before_the_server_binds_it_is_given_up_for_another(monkeypatch, caplog):
+    # The race CI hit: two servers starting at the same moment picked the same port.
+    # Here the first port offered is one our own listener holds.
+    taken = _listener()
+    offered = [taken.getsockname()[1]]
+    monkeypatch.setattr(embedded, "free_port", lambda: offered.pop(0) if offered else process_free_port())
+    try:
+        with caplog.at_level("WARNING", logger=embedded.__name__):
+            server = start_embedded()
+        try:
+            assert server.port != taken.getsockname()[1]
+            assert redis.Redis(port=server.port).ping()
+            assert "lost its port to another process" in caplog.text
+        finally:
+            server.stop()
+    finally:
+        taken.close()
+
+
+def test_a_port_the_caller_chose_that_is_taken_is_an_error():
+    taken = _listener()
+    try:
+        with pytest.raises(OSError, match=f"Port {taken.getsockname()[1]} is already in use"):
+            start_embedded(port=taken.getsockname()[1])
+    finally:
+        taken.close()
