@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/learner_step.py [--model smollm2-135m-instruct] [--groups 8] [--group-size 8]
         [--prompt 45] [--mean-completion 42] [--max-completion 128] [--repeats 3] [--threads N]
-        [--variants prefix,packed]
+        [--variants prefix,packed] [--ppo] [--mini-batches M] [--epochs E]
 
 Builds `groups × group_size` trajectories shaped like the vs-TRL workload (one shared
 prompt per group, completion lengths drawn around a mean, 0/1 rewards with a mixed
@@ -19,6 +19,11 @@ Variants, run one after the other on the same batch and the same fresh weights:
              cut by padded size (the defaults of 2026-12-01 until the next variant);
   packed     the defaults: as prefix, and the suffix pass on real tokens only, with
              micro-batches cut by real tokens (outrider.learner.forward, "Packed suffix").
+
+--ppo: the step of examples/ppo-guess-number-prm.yaml instead of GRPO's: GAE on a value
+critic (a second DeepSpeed engine, its own forward and backward per mini-batch), a frozen
+reference model for the k1 KL penalty in the reward, so the scoring pass runs three
+forwards (π_old, reference, values) before `--epochs` × `--mini-batches` updates.
 """
 
 from __future__ import annotations
@@ -58,6 +63,12 @@ def build_groups(args: argparse.Namespace, vocab: int):
     return groups
 
 
+PPO = {
+    "advantage": {"name": "gae", "params": {"gamma": 1.0, "lam": 0.95}},
+    "kl": {"placement": "reward", "estimator": {"name": "k1"}},
+}
+"""The algorithm settings of examples/ppo-guess-number-prm.yaml that change the step's work."""
+
 VARIANTS = ("baseline", "prefix", "packed")
 """baseline: the learner of 2026-11-21; prefix: each prompt once, no scoring pass (2026-12-01,
 morning), padded suffixes; packed: also the suffixes without padding (the default since)."""
@@ -74,6 +85,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
     parser.add_argument("--micro-batch-tokens", type=int, default=4096)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--mini-batches", type=int, default=1)
+    parser.add_argument("--ppo", action="store_true", help="critic + reference + GAE, as examples/ppo-guess-number-prm.yaml")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--variants", default="prefix,packed", help=f"comma-separated: {', '.join(VARIANTS)}")
     args = parser.parse_args()
@@ -86,7 +99,8 @@ def main() -> None:
     from outrider.learner.algorithms import Algorithms
     from outrider.learner.batch import build_batch
     from outrider.learner.engine import init_distributed, shutdown_distributed, trainable_engine
-    from outrider.learner.models import load_actor
+    from outrider.learner.engine import frozen_module
+    from outrider.learner.models import load_actor, load_critic, load_reference
     import outrider.learner.step as step_module
     from outrider.learner.models import token_logprobs
     from outrider.learner.step import Models, StepPlan, learner_step
@@ -102,7 +116,9 @@ def main() -> None:
                 "policy_loss": {"name": "ppo_clip"},
                 "aggregation": {"name": "seq_mean_token_mean"},
                 "epochs": args.epochs,
-            },
+                "mini_batches": args.mini_batches,
+            } | (PPO if args.ppo else {}),
+            "critic": {"enabled": args.ppo},
         }
     )
     algos = Algorithms.from_config(cfg.algorithm)
@@ -121,14 +137,18 @@ def main() -> None:
         step_module.packs_without_padding = packs_step if packed else (lambda *_: False)
         torch.manual_seed(0)
         actor = trainable_engine(load_actor(cfg.model), cfg.engine, cfg.optimizer)
+        models = Models(actor=actor)
+        if args.ppo:
+            models.reference = frozen_module(load_reference(cfg.model), cfg.engine)
+            models.critic = trainable_engine(load_critic(cfg.model), cfg.engine, cfg.critic.optimizer)
         if batch is None:
             batch = build_batch(build_groups(args, actor.module.config.vocab_size))
         rows = []
         for step in range(args.repeats + 1):
-            plan = StepPlan(rank=0, world_size=1, token_budget=cfg.engine.micro_batch_tokens, mini_batches=1,
+            plan = StepPlan(rank=0, world_size=1, token_budget=cfg.engine.micro_batch_tokens, mini_batches=args.mini_batches,
                             epochs=args.epochs, seed=0, step=step, scoring_pass="always" if baseline else "auto")
             started = time.perf_counter()
-            metrics = learner_step(Models(actor=actor), algos, batch, 0.0, plan)
+            metrics = learner_step(models, algos, batch, 0.05 if args.ppo else 0.0, plan)
             row = {
                 "variant": variant,
                 "step": step,
@@ -141,7 +161,7 @@ def main() -> None:
             if step:
                 rows.append(row)
         table.append((variant, {k: statistics.median(r[k] for r in rows) for k in ("seconds", "score_seconds", "update_seconds")}))
-        del actor
+        del actor, models
     tokens = int(batch.attention_mask.sum())
     trained = int(batch.mask.sum())
     print(f"\n{args.model}: {batch.size} sequences, {tokens} tokens ({trained} trained), threads {torch.get_num_threads()}")

@@ -121,7 +121,8 @@ class Learner:
         """A phase begins (or a wait goes on): the status file says so, and it is progress.
 
         The watchdog's clock restarts at every call, so what it bounds is one phase: loading,
-        one poll of the bus, one update, one weight sync, one checkpoint. Waiting for groups
+        one poll of the bus, one part of an update (its scoring pass, one mini-batch of one
+        epoch), one weight sync, one checkpoint. Waiting for groups
         beats at every poll (a poll returns within bus.block_ms, or raises on a Redis
         timeout): slow rollouts are the dispatcher's watchdog's business, not a learner stall."""
         self.status.set(phase, step, detail)
@@ -283,11 +284,16 @@ class Learner:
             policy_version=self.state.policy_version,
         )
         penalty_coef = None if self.penalty is None else self.penalty.value
-        self._phase("update", self.state.step + 1, f"{batch.size} sequences, {int(batch.mask.sum()):,} trained tokens")
+        sizes = f"{batch.size} sequences, {int(batch.mask.sum()):,} trained tokens"
+        self._phase("update", self.state.step + 1, sizes)
         kl_scale = self.disagreement_kl.scale(component_metrics)  # 1 unless the heuristic is on
         self.state.disagreement_baseline = self.disagreement_kl.baseline
         kl_coef = self.kl.value * kl_scale
-        metrics = learner_step(self.models, self.algos, batch, kl_coef, plan, penalty_coef) | component_metrics
+
+        def progress(doing: str) -> None:
+            self._phase("update", self.state.step + 1, f"{sizes}: {doing}")
+
+        metrics = learner_step(self.models, self.algos, batch, kl_coef, plan, penalty_coef, progress) | component_metrics
         if "kl_ref" in metrics:
             metrics["kl_coef"] = kl_coef
             metrics["kl_disagreement_scale"] = kl_scale

@@ -7,7 +7,8 @@ between steps, so that a minute-long step on a small machine is never silent:
     {"phase": "update", "step": 3, "detail": "40 sequences, 5,312 tokens", "since_unix": 1764620000.1}
 
 Phases: `loading` (models and optimizer), `waiting` (for the step's groups: detail says
-how many arrived), `update` (scoring, forward/backward and optimizer), `sync` (weights
+how many arrived), `update` (scoring, forward/backward and optimizer; detail says which
+part: "scoring pass", "epoch 2/2, mini-batch 1/2"), `sync` (weights
 to the policy), `checkpoint`, `done`.
 """
 
@@ -26,12 +27,20 @@ class LearnerStatus:
     def __init__(self, run_dir: Path | None):
         self.path = None if run_dir is None else Path(run_dir) / FILE
         self._current: tuple[str, int, str] | None = None
+        self._since = 0.0
 
     def set(self, phase: str, step: int, detail: str = "") -> None:
+        """Phase `phase` of step `step`, now doing `detail`. `since_unix` is when the phase
+        began: a new detail within the same phase and step (the next mini-batch of an
+        update, one more group arrived) keeps it, so the progress line counts the whole
+        phase's seconds."""
         if self.path is None or self._current == (phase, step, detail):
             return
+        same_phase = self._current is not None and self._current[:2] == (phase, step)
         self._current = (phase, step, detail)
-        record = {"phase": phase, "step": step, "detail": detail, "since_unix": round(time.time(), 3)}
+        if not same_phase:
+            self._since = round(time.time(), 3)
+        record = {"phase": phase, "step": step, "detail": detail, "since_unix": self._since}
         self.path.parent.mkdir(parents=True, exist_ok=True)  # the learner may start before its run folder
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))

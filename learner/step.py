@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -421,12 +422,23 @@ def packs_without_padding(models: Models, longest: int) -> bool:
 
 
 def learner_step(
-    models: Models, algos: Algorithms, batch: SequenceBatch, kl_coef: float, plan: StepPlan, penalty_coef: float | None = None
+    models: Models,
+    algos: Algorithms,
+    batch: SequenceBatch,
+    kl_coef: float,
+    plan: StepPlan,
+    penalty_coef: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Run one learner step on `batch` (every rank passes the same batch); return metrics.
 
     `penalty_coef`: β of a policy loss with an adaptive penalty (`ppo_kl`), else None.
+    `progress`: called with what the step does next ("scoring pass", "epoch 1/2, mini-batch
+    2/4"). A PPO update on a small machine runs for minutes; the learner loop shows these
+    words and counts each as progress for its watchdog, which so bounds one mini-batch
+    rather than the whole update.
     """
+    progress = progress or (lambda _: None)
     if algos.distillation.placement.uses_teacher and models.teacher is None:
         raise ValueError("algorithm.distillation has a teacher, but no teacher model was loaded (Models.teacher)")
     # Infra-failed episodes, and groups left with fewer than min_valid valid ones, are not
@@ -444,12 +456,14 @@ def learner_step(
     plans = [plan_micro_batches(rows, lengths, plan.world_size, plan.token_budget, padded) for rows in mini]
     started = time.perf_counter()
     separate = plan.scoring_pass == "always" or needs_old_logprobs(algos, len(mini), plan.epochs)
+    progress("scoring pass")
     scores = score(models, algos, batch, plans, plan, old_logprobs=separate)
     scored = time.perf_counter()
     adv, adv_metrics = advantages(algos, batch, scores, kl_coef, plan.step, keep)
     sums = MetricSums()
     for epoch in range(plan.epochs):
         for m, (rows, rank_plans) in enumerate(zip(mini, plans)):
+            progress(f"epoch {epoch + 1}/{plan.epochs}, mini-batch {m + 1}/{len(mini)}")
             salt = epoch * len(mini) + m
             update_actor(
                 models, algos, batch, scores, adv, rows, rank_plans[plan.rank], kl_coef, plan, epoch, salt, sums, penalty_coef

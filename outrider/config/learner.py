@@ -301,9 +301,10 @@ class LearnerConfig(ConfigModel):
     """Watchdog of rank 0 (docs/training.md, Deadlines and watchdogs): no progress for this
     many seconds ends the learner with a named error and exit status 75, and `outrider train`
     restarts it from its last checkpoint (0: off). Progress is every poll of the bus while
-    waiting for groups (so slow rollouts never trip it) and every phase of a step; so set it
-    above the longest single phase: loading (DeepSpeed's first CPU Adam build takes ~3 min),
-    one update, the weight sync (`sync.timeout_s`), one checkpoint."""
+    waiting for groups (so slow rollouts never trip it) and every phase of a step, within
+    an update its scoring pass and each mini-batch of each epoch; so set it above the longest
+    single one: loading (DeepSpeed's first CPU Adam build takes ~3 min), one mini-batch's
+    update, the weight sync (`sync.timeout_s`), one checkpoint."""
     metrics_port: int | None = Field(0, ge=0, le=65535)
     """Prometheus endpoint of rank 0 (0: a free port; null: off)."""
     report_to: list[Tracker] = Field(default_factory=lambda: ["tensorboard"])

@@ -12,7 +12,7 @@ from outrider.learner.batch import build_batch, plan_micro_batches
 from outrider.learner.engine import init_distributed, trainable_engine
 from outrider.learner.models import load_actor, load_critic
 from outrider.learner.models import token_values
-from outrider.learner.step import MetricSums, Models, Scores, StepPlan, advantages, score, update_critic
+from outrider.learner.step import MetricSums, Models, Scores, StepPlan, advantages, learner_step, score, update_critic
 from outrider.proto.v1.trajectory_pb2 import Trajectory, TrajectoryGroup
 
 pytestmark = pytest.mark.slow
@@ -105,3 +105,15 @@ def test_critic_fits_synthetic_returns_and_gae_matches_the_library(engines):
     # The fitted critic predicts each sequence's return at every policy token.
     mc_returns = batch.rewards[:, None] * batch.mask
     assert torch.allclose(scores.values, mc_returns, atol=0.1)
+
+
+def test_a_ppo_step_reports_its_scoring_pass_and_every_mini_batch_of_every_epoch_in_order(engines):
+    models, algos = engines
+    said = []
+    plan = StepPlan(rank=0, world_size=1, token_budget=4096, mini_batches=2, epochs=2, seed=0, step=0)
+    learner_step(models, algos, build_batch(_groups()), 0.0, plan, progress=said.append)
+    assert said == [
+        "scoring pass",
+        "epoch 1/2, mini-batch 1/2", "epoch 1/2, mini-batch 2/2",
+        "epoch 2/2, mini-batch 1/2", "epoch 2/2, mini-batch 2/2",
+    ]

@@ -41,3 +41,17 @@ def test_a_waiting_progress_line_ends_with_the_learners_phase(tmp_path, capsys):
     fields = line.split()
     assert fields[:4] == ["…", "2", "7", "1"]  # no step yet, 2 in play, 7 finished, 1 error
     assert line.rstrip().endswith("s") and "learner: update step 2 (16 sequences)" in line
+
+
+def test_a_new_detail_in_the_same_phase_keeps_its_start_and_a_new_phase_restarts_it(tmp_path, monkeypatch):
+    clock = iter([100.0, 160.0, 400.0])
+    monkeypatch.setattr("outrider.learner.status.time.time", lambda: next(clock))
+    status = LearnerStatus(tmp_path)
+    status.set("update", 1, "8 sequences: scoring pass")  # t = 100
+    status.set("update", 1, "8 sequences: epoch 1/2, mini-batch 1/2")
+    assert read_status(tmp_path)["since_unix"] == 100.0  # the update's 60 s so far, not 0
+    assert describe(read_status(tmp_path), 160.0) == "learner: update step 1 (8 sequences: epoch 1/2, mini-batch 1/2) 60 s"
+    status.set("sync", 1, "weights version 1 to the policy")  # t = 160: a new phase
+    assert read_status(tmp_path)["since_unix"] == 160.0
+    status.set("update", 2, "8 sequences: scoring pass")  # t = 400: the next step's update is new
+    assert read_status(tmp_path)["since_unix"] == 400.0
