@@ -35,7 +35,9 @@ NAME = "nim"
 MAX_TAKE = 3
 PILES = ((5, 10), (11, 20), (21, 40))
 INVALID_MOVES = ("forfeit", "take-one")
-_INTEGER = re.compile(r"-?\d+")
+_WORDS = {"one": 1, "two": 2, "three": 3}
+"""A move spelled out, as small models often reply ("Three.")."""
+_MOVE = re.compile(r"-?\d+|\b(?:" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
 
 RULES = (
     "We play Nim. There is one pile of stones; the players take turns, and each turn a player "
@@ -61,11 +63,13 @@ def legal_moves(stones: int) -> range:
 
 
 def parse_move(reply: str, stones: int) -> int | None:
-    """The move a reply makes (its last integer), or None when it is malformed."""
-    numbers = _INTEGER.findall(reply)
+    """The move a reply makes (its last integer or number word from one to three), or None
+    when it is malformed."""
+    numbers = _MOVE.findall(reply)
     if not numbers:
         return None
-    move = int(numbers[-1])
+    last = numbers[-1].lower()
+    move = _WORDS[last] if last in _WORDS else int(last)
     return move if move in legal_moves(stones) else None
 
 

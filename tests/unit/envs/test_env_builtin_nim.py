@@ -29,6 +29,14 @@ def test_parse_move_takes_the_last_integer_and_refuses_illegal_ones():
     assert parse_move("3", 2) is None  # only 2 stones left
 
 
+def test_parse_move_reads_a_move_spelled_out_as_a_whole_word():
+    assert parse_move("Three.", 7) == 3 and parse_move("I take TWO", 7) == 2
+    assert parse_move("3 then one", 7) == 1  # still the last
+    assert parse_move("someone takes", 7) is None  # "one" inside a word is no move
+    assert parse_move("Three.", 2) is None  # only 2 stones left
+    assert parse_move("four", 7) is None
+
+
 async def test_a_game_alternates_seats_and_the_last_stone_wins():
     env = NimEnv({"difficulty": "0"})
     first = await env.reset(task_with(env, 6), seed=0)
