@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,8 @@ class Supervised:
         learner = read_status(self.run_dir) if self.run_dir is not None else None
         if learner and learner.get("phase") == "stalled" and learner.get("since_unix", 0) >= self.started_unix:
             status += f" after its watchdog found it stalled ({learner.get('detail')})"
+        elif self.run_dir is not None and (killed := rank_killed_by(self.log_path)):
+            status += f" after {killed}"
         return f"{self.name} (pid {self.process.pid}) stopped: {status}; log: {self.log_path}"
 
     def stop(self, timeout_s: float = 20.0) -> None:
@@ -80,6 +83,30 @@ class Supervised:
             self.process.wait()
         except ProcessLookupError:
             pass
+
+
+_RANK_EXIT = re.compile(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*: -(\d+) \(pid: \d+\)")
+"""torchrun's report of a rank that died of a signal (its own exit status is 1 whatever
+the rank's was): `rank : 0 (local_rank: 0)` then `exitcode : -9 (pid: 14904)`."""
+
+
+def rank_killed_by(log_path: Path, tail_bytes: int = 65536) -> str | None:
+    """"rank 0 was killed by signal 9 (SIGKILL: ...)" when the last failure torchrun wrote
+    to the learner's log is a rank killed by a signal, else None. SIGKILL that nobody sent
+    on purpose is, on a small machine, most often the kernel's out-of-memory killer."""
+    try:
+        with open(log_path, "rb") as source:
+            source.seek(max(0, source.seek(0, os.SEEK_END) - tail_bytes))
+            tail = source.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = _RANK_EXIT.findall(tail)
+    if not found:
+        return None
+    rank, number = found[-1][0], int(found[-1][1])
+    name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+    why = ": if nobody sent it, most likely the kernel's out-of-memory killer (`dmesg` says)" if number == signal.SIGKILL else ""
+    return f"rank {rank} was killed by signal {number} ({name}{why})"
 
 
 def _env(run_config_path: Path, threads: int | None = None) -> dict[str, str]:
