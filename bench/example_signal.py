@@ -16,13 +16,15 @@ the run wrote:
     step is the mean gap between consecutive steps (the first step, which includes
     start-up, is reported apart as `first_step_s`: the time from the command's start).
 
-Examples that need an artefact first (a trained PRM) are skipped with the reason
+Examples that need an artefact first (a trained PRM, a model folder such as
+grpo-calculator-agent's tool-template copy of SmolLM2) are skipped with the reason
 unless it exists, and so are GPU-scale ones (a Hub model id). The table goes into docs/training.md ("Examples").
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -44,11 +46,13 @@ def training_examples() -> list[Path]:
     return found
 
 
-def missing_artefact(config: dict) -> str | None:
+def missing_artefact(config: dict, header: str) -> str | None:
     """Why the example is not run here: a GPU-scale Hub model, or an artefact its header
-    makes first."""
+    (`header`, its leading comment) makes first."""
     model = (config.get("policy") or {}).get("model", "")
     if "/" in model and not (REPO / model).exists() and not Path(model).is_absolute():
+        if model in header:
+            return f"needs the model folder {model} (the commands in the example's header make it)"
         return f"GPU scale: its model {model} is a Hub id (the CPU variant is measured instead)"
     prm = ((config.get("reward") or {}).get("prm") or {}).get("model")
     if prm and not (REPO / prm).exists() and not Path(prm).is_absolute():
@@ -77,9 +81,11 @@ def signal(groups: list[dict]) -> dict:
 
 
 def measure(example: Path, steps: int, runs: Path) -> dict:
-    config = yaml.safe_load(example.read_text())
+    text = example.read_text()
+    config = yaml.safe_load(text)
     name = config["name"]
-    reason = missing_artefact(config)
+    header = "\n".join(itertools.takewhile(lambda line: line.startswith("#"), text.splitlines()))
+    reason = missing_artefact(config, header)
     if reason:
         return {"example": example.name, "skipped": reason}
     command = [

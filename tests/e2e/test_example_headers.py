@@ -7,14 +7,29 @@ test model instead of SmolLM2 and one step instead of a hundred. What the test a
 to a command is exactly this table, nothing else, so a header that drifts from the
 CLI (a renamed flag, a wrong path, a missing step) fails here:
 
-* `outrider train CONFIG`: `--no-report` and the overrides in TINY_RUN;
+* `outrider train CONFIG`: `--no-report` and the overrides in TINY_RUN; for a run of
+  an agent environment (an `agent` spec in its `env.spec_files`, docs/agents.md), those
+  in TINY_AGENT_RUN: TINY_RUN without the model and `policy.http_port=null` (its model is
+  the folder its header made, and its agents call the policy's HTTP port), with
+  `policy.http_port=0` (a free port);
+* `python ...` (not a server): the word `smollm2-135m-instruct` becomes `tiny-random`
+  (an agent example's header makes its tool-rendering model from it);
 * `outrider sft|dpo CONFIG`: the overrides in TINY_OFFLINE;
 * `outrider reward make-dataset`: `--train 40 --test 10`; `outrider reward train`:
   `--steps 3` instead of the header's;
-* `outrider serve SERVICE ...` and `python -m ...remote_counter`: started in the
-  background until they print that they are ready, stopped at the end;
+* `outrider serve SERVICE ...` and the example environment servers (`python -m
+  ...remote_counter`, `...openenv_guess`): started in the background until they print
+  that they are ready, stopped at the end;
 * `HOST:PORT` (the header's placeholder for an env service) becomes the address of
   the `outrider serve env` the test starts for it.
+
+What a tiny agent run proves: tiny-random (with the tool-rendering template its header
+gives it) answers noise, so its rewards are mostly 0 and say nothing; but the run's one
+step completes only if some episode of the group was trained, and an agent episode is
+trained only when the agent program ran in the sandbox, called the policy through its
+captured session (the env service's gateway is the run's HTTP port), with the example's
+tools rendered, and its calls were assembled from the session store: an episode without
+a captured call is an infrastructure failure, never a reward.
 """
 
 from __future__ import annotations
@@ -25,10 +40,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (REPO / "examples").rglob("*.yaml"))
@@ -40,7 +57,10 @@ TINY_RUN = [
     "rollout.workers=1", "rollout.sampling.max_tokens=8", "evaluation.enabled=false",
     "learner.algorithm.dynamic_sampling=false", "learner.report_to=[]",
 ]
+TINY_AGENT_RUN = [o for o in TINY_RUN if o.split("=")[0] not in ("policy.model", "learner.model", "policy.http_port")]
+TINY_AGENT_RUN.append("policy.http_port=0")
 TINY_OFFLINE = ["model=tiny-random", "max_steps=1", "batch_size=2"]
+BACKGROUND_SERVERS = (["-m", "outrider.envs.examples.remote_counter"], ["-m", "outrider.envs.examples.openenv_guess"])
 READY = re.compile(r"OUTRIDER_READY service=(\w+) port=(\d+)|REMOTE_ENV_READY port=(\d+)")
 
 
@@ -54,14 +74,23 @@ def header_commands(path: Path) -> list[str]:
     return commands
 
 
+def trains_an_agent(config: Path, cwd: Path) -> bool:
+    """Whether a run config's `env.spec_files` (relative to where it runs, as `outrider train`
+    reads them) hold an `agent` spec."""
+    env = (yaml.safe_load(config.read_text()) or {}).get("env")
+    specs = [cwd / spec for spec in (env.get("spec_files") if isinstance(env, dict) else None) or ()]
+    return any("agent" in (yaml.safe_load(spec.read_text()) or {}) for spec in specs if spec.is_file())
+
+
 def test_the_examples_with_commands_are_the_ones_expected():
     """The extraction itself: a header whose commands stop matching the pattern would
     silently drop out of the test below."""
     with_commands = {str(p.relative_to(REPO / "examples")) for p in EXAMPLES if header_commands(p)}
     assert with_commands == {
         "curriculum-service.yaml", "env-service.yaml", "reward-service.yaml", "grpo-clipcov-python-tool.yaml",
-        "grpo-python-tool-cpu.yaml",
+        "grpo-python-tool-cpu.yaml", "grpo-calculator-agent.yaml",
         "grpo-math-retries.yaml", "grpo-math.yaml", "ppo-guess-number-prm.yaml", "self-play-nim.yaml", "envs/counter-remote.yaml",
+        "grpo-openenv-guess.yaml", "envs/guess-openenv.yaml",
         "envs/math-easy.yaml", "offline/dpo.yaml", "offline/sft.yaml",
     }
     assert header_commands(REPO / "examples" / "ppo-guess-number-prm.yaml")[-1] == "outrider train examples/ppo-guess-number-prm.yaml"
@@ -111,12 +140,14 @@ class Shell:
         words = command.split()
         if "HOST:PORT" in command:
             command = command.replace("HOST:PORT", self.env_address())
-        if words[:2] == ["outrider", "serve"] or words[1:3] == ["-m", "outrider.envs.examples.remote_counter"]:
+        if words[:2] == ["outrider", "serve"] or words[1:3] in BACKGROUND_SERVERS:
             self.start(command)
             return
         argv = self._argv(command)
         if words[:2] == ["outrider", "train"]:
-            argv += ["--no-report", *TINY_RUN]
+            argv += ["--no-report", *(TINY_AGENT_RUN if trains_an_agent(self.cwd / words[2], self.cwd) else TINY_RUN)]
+        elif words[0] == "python":
+            argv = ["tiny-random" if word == "smollm2-135m-instruct" else word for word in argv]
         elif words[:2] in (["outrider", "sft"], ["outrider", "dpo"]):
             argv += TINY_OFFLINE
         elif words[:3] == ["outrider", "reward", "make-dataset"]:
@@ -153,10 +184,15 @@ def _drop_option(argv: list[str], option: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("example", [p for p in EXAMPLES if header_commands(p)], ids=lambda p: str(p.relative_to(REPO / "examples")))
 def test_the_header_commands_run_as_written(example, tmp_path):
-    shutil.copytree(REPO / "examples", tmp_path / "examples")
-    shell = Shell(tmp_path)
+    # An agent's folder must be readable by the sandbox's own uid: not under pytest's 0700 tmp_path.
+    cwd = Path(tempfile.mkdtemp(prefix="outrider-example-")) if trains_an_agent(example, REPO) else tmp_path
+    cwd.chmod(0o755)
+    shutil.copytree(REPO / "examples", cwd / "examples")
+    shell = Shell(cwd)
     try:
         for command in header_commands(example):
             shell.run(command)
     finally:
         shell.close()
+        if cwd != tmp_path:
+            shutil.rmtree(cwd, ignore_errors=True)

@@ -27,9 +27,11 @@ import time
 from typing import Literal
 
 import uvicorn
-from fastapi import Body, FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import Body, FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from outrider.envs.examples.openenv_guess import add_metadata_routes, http_action
 
 ATTEMPTS = 3
 
@@ -105,17 +107,7 @@ def make_app(max_connections: int = 8) -> FastAPI:
     shared = Guess(served)  # the HTTP routes' one environment
     open_connections = []
 
-    @app.get("/health")
-    async def health():
-        return {"status": "healthy"}
-
-    @app.get("/schema")
-    async def schema():
-        return {"action": GuessAction.model_json_schema(), "observation": {"type": "object"}, "state": {"type": "object"}}
-
-    @app.get("/state")
-    async def state():
-        return shared.state()
+    add_metadata_routes(app, GuessAction, shared.state)
 
     @app.post("/reset")
     async def reset(request: dict = Body(default_factory=dict)):
@@ -126,10 +118,7 @@ def make_app(max_connections: int = 8) -> FastAPI:
 
     @app.post("/step")
     async def step(request: dict = Body(...)):
-        try:
-            action = GuessAction.model_validate(request.get("action"))
-        except ValidationError as exc:
-            raise HTTPException(status_code=422, detail=exc.errors(include_url=False, include_context=False)) from None
+        action = http_action(GuessAction, request)
         try:
             return await shared.step(action)
         except Misbehave as exc:

@@ -4,13 +4,12 @@ down, calls answer UNAVAILABLE naming the environment and the service keeps serv
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import grpc
 import pytest
 
 from outrider.proto.v1 import env_pb2
+from testkit.example_servers import example_server
 
 pytestmark = pytest.mark.sandbox  # the env service it talks through builds a sandbox
 
@@ -18,18 +17,8 @@ pytestmark = pytest.mark.sandbox  # the env service it talks through builds a sa
 @pytest.fixture
 def counter_server():
     """`python -m outrider.envs.examples.remote_counter --port 0` as a child process."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "outrider.envs.examples.remote_counter", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = process.stdout.readline()
-    assert line.startswith("REMOTE_ENV_READY port="), line
-    process.port = int(line.strip().split("=")[1])
-    yield process
-    if process.poll() is None:
-        process.terminate()
-        process.wait(10)
+    with example_server("outrider.envs.examples.remote_counter") as process:
+        yield process
 
 
 def remote_spec(name: str, port: int, remote_env: str = "counter") -> env_pb2.EnvSpec:

@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from outrider.models import resolve_model
+from outrider.models.chat_templates import TOOLS_TEMPLATE
 from outrider.proto.v1 import common_pb2, policy_pb2, policy_pb2_grpc
 from outrider.services.policy.prompts import PromptRenderer
 from testkit.policy import policy_config
 from testkit.service_process import ServiceProcess
-from testkit.tool_model import QWEN25_TEMPLATE
 
 CONTEXT = 512
 BYTES_PER_TOKEN = 81  # len("\n" + " " * 80), tiny-random's longest token
@@ -46,7 +46,7 @@ def service(tmp_path_factory):
     folder = tmp_path_factory.mktemp("request-cost")
     model = folder / "tiny-tools"
     shutil.copytree(resolve_model("tiny-random"), model, ignore=shutil.ignore_patterns(".outrider-*"))
-    (model / "chat_template.jinja").write_text(QWEN25_TEMPLATE)
+    (model / "chat_template.jinja").write_text(TOOLS_TEMPLATE)
     cfg = policy_config("hf", model=str(model), served_model_name="tiny-random", http_port=0, limits={"max_context": CONTEXT},
                         server={"max_message_bytes": 64 * MIB, "metrics_port": None, "grace_s": 1})
     with ServiceProcess.start("policy", cfg, folder) as running:

@@ -92,7 +92,7 @@ def test_example_spec_files_are_valid():
     files = sorted((REPO_ROOT / "examples" / "envs").glob("*.yaml"))
     assert len(files) >= 4
     kinds = {load_spec_file(path).WhichOneof("kind") for path in files}
-    assert kinds == {"python", "remote", "agent"}
+    assert kinds == {"python", "remote", "agent", "openenv"}
 
 
 # --- registry --------------------------------------------------------------------

@@ -11,10 +11,11 @@ import shutil
 import pytest
 
 from outrider.models import resolve_model
+from outrider.models.chat_templates import TOOLS_TEMPLATE
 from outrider.proto.v1.agent_pb2 import CapturedCall
 from outrider.services.policy.capture import messages_digest, splice_prompt
 from outrider.services.policy.prompts import PromptRenderer
-from testkit.tool_model import ASK, QWEN25_TEMPLATE, TOOLS
+from testkit.tool_model import ASK, TOOLS
 
 # The model wrote its call without the spaces Qwen's template puts after ':' and ','.
 WRITTEN = '<tool_call>\n{"name":"get_weather","arguments":{"city":"Paris"}}\n</tool_call>'
@@ -32,7 +33,7 @@ def renderer(tmp_path_factory):
     source = resolve_model("tiny-random")
     for name in ("tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json"):
         shutil.copy(source / name, folder / name)
-    (folder / "chat_template.jinja").write_text(QWEN25_TEMPLATE)
+    (folder / "chat_template.jinja").write_text(TOOLS_TEMPLATE)
     return PromptRenderer(folder)
 
 
