@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import multiprocessing.spawn
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -22,12 +23,39 @@ _PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
-    """A free loopback TCP port, chosen by the kernel (at random from the ephemeral range,
-    so two processes asking at the same moment rarely get the same one). It is free when
-    returned; whoever binds it next may still lose it to another process."""
+    """A loopback TCP port free now, for a server started next (a service of the local
+    stack, an embedded Redis, the learner's rendezvous) whose address others must know
+    before it binds.
+
+    Drawn at random from the ports below the kernel's ephemeral range (32768-60999 by
+    default): there the kernel hands out the source port of every outgoing connection,
+    and a busy test run opens thousands (gRPC, Redis), so a port it chose with bind(0)
+    was taken by one before its server bound it (CI, 2026-12-04: "Address already in
+    use" for an env service). Below the range only another explicit bind can take it.
+    Falls back to the kernel's choice when no port there is free."""
+    low = _ephemeral_low()
+    for _ in range(64):
+        port = _RANDOM.randrange(max(1024, low - 20000), low) if low > 2048 else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+_RANDOM = random.SystemRandom()
+"""Not the global generator, which a seeded run makes draw the same ports in every process."""
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def pid_alive(pid: int) -> bool:

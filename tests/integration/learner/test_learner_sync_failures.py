@@ -44,8 +44,11 @@ def policy():
 
 
 def _held_generation(client):
-    """A long generation, left unread: it holds the served weights until cancelled."""
-    stream = client.generate_stream([PROMPT], n=16, max_tokens=256, temperature=1.0, ignore_eos=True, seed=2)
+    """A long generation, left unread: it holds the served weights until cancelled (or done:
+    16 prompts × 16 samples × 256 tokens, the fixture's limits, take the HF backend ~35 s on
+    the 2-core box; one prompt took 3.5 s, less than this test's two 1.5 s deadlines and what
+    lies between them under CI load). A cancel releases it within ~0.05 s."""
+    stream = client.generate_stream([PROMPT] * 16, n=16, max_tokens=256, temperature=1.0, ignore_eos=True, seed=2)
     next(stream)
     return stream
 

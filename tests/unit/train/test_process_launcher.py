@@ -1,13 +1,17 @@
 """`dying_with_this_process`: a supervised child gets its signal when the supervisor dies,
-without a preexec_fn (which runs Python in the forked child: unsafe next to gRPC)."""
+without a preexec_fn (which runs Python in the forked child: unsafe next to gRPC); and
+`free_port`, which the supervisors use for their children's addresses."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from outrider.process import free_port
 
 SUPERVISOR = """
 import subprocess, sys, time
@@ -52,3 +56,13 @@ def test_a_child_whose_supervisor_is_already_gone_does_not_start(tmp_path):
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "the supervisor ended before this process started" in done.stderr
     assert not (tmp_path / "started").exists()
+
+
+def test_free_port_is_below_the_ephemeral_range_and_bindable():
+    # Ports the kernel hands out as source ports of outgoing connections are not offered.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(1024 <= port < low for port in ports), sorted(ports)
+    assert len(ports) > 1  # drawn at random, not a fixed sequence two processes would share
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports.pop()))
