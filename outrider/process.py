@@ -34,11 +34,11 @@ def free_port() -> int:
     use" for an env service). Below the range only another explicit bind can take it.
     Falls back to the kernel's choice when no port there is free."""
     low = _ephemeral_low()
-    for _ in range(64):
-        port = _RANDOM.randrange(max(1024, low - 20000), low) if low > 2048 else 0
+    below = range(max(1024, low - 20000), low)
+    for _ in range(64 if below else 0):
         with socket.socket() as sock:
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind(("127.0.0.1", _RANDOM.choice(below)))
             except OSError:
                 continue
             return sock.getsockname()[1]

@@ -40,9 +40,12 @@ class Supervised:
     """The learner's run folder: its status file names a stall (torchrun exits 1 whatever
     status its rank ended with)."""
     started_unix: float = 0.0
+    log_offset: int = 0
+    """Where this start's output begins in the (appended) log."""
 
     def start(self) -> None:
         self.started_unix = time.time()
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "a") as out:
             self.process = subprocess.Popen(
                 dying_with_this_process(self.command),  # no orphans if `outrider train` is killed
@@ -68,7 +71,7 @@ class Supervised:
         learner = read_status(self.run_dir) if self.run_dir is not None else None
         if learner and learner.get("phase") == "stalled" and learner.get("since_unix", 0) >= self.started_unix:
             status += f" after its watchdog found it stalled ({learner.get('detail')})"
-        elif self.run_dir is not None and (killed := rank_killed_by(self.log_path)):
+        elif self.run_dir is not None and (killed := rank_killed_by(self.log_path, self.log_offset)):
             status += f" after {killed}"
         return f"{self.name} (pid {self.process.pid}) stopped: {status}; log: {self.log_path}"
 
@@ -90,17 +93,18 @@ _RANK_EXIT = re.compile(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*:
 the rank's was): `rank : 0 (local_rank: 0)` then `exitcode : -9 (pid: 14904)`."""
 
 
-def rank_killed_by(log_path: Path, tail_bytes: int = 65536) -> str | None:
+def rank_killed_by(log_path: Path, offset: int = 0) -> str | None:
     """"rank 0 was killed by signal 9 (SIGKILL: ...)" when the last failure torchrun wrote
-    to the learner's log is a rank killed by a signal, else None. SIGKILL that nobody sent
-    on purpose is, on a small machine, most often the kernel's out-of-memory killer."""
+    to the learner's log after `offset` (where the run that just ended began) is a rank
+    killed by a signal, else None. SIGKILL that nobody sent on purpose is, on a small
+    machine, most often the kernel's out-of-memory killer."""
     try:
         with open(log_path, "rb") as source:
-            source.seek(max(0, source.seek(0, os.SEEK_END) - tail_bytes))
-            tail = source.read().decode(errors="replace")
+            source.seek(offset)
+            output = source.read().decode(errors="replace")
     except OSError:
         return None
-    found = _RANK_EXIT.findall(tail)
+    found = _RANK_EXIT.findall(output)
     if not found:
         return None
     rank, number = found[-1][0], int(found[-1][1])

@@ -28,6 +28,8 @@ def test_a_rank_killed_by_sigkill_is_named_in_the_restart_message(tmp_path):
 
 
 def test_a_learner_that_failed_otherwise_gets_no_signal_story(tmp_path):
+    # The log is appended across restarts: an earlier start's killed rank is not this one's.
+    (tmp_path / "learner.log").write_text("  rank      : 0 (local_rank: 0)\n  exitcode  : -9 (pid: 14904)  (SIGKILL)\n")
     script = tmp_path / "rank.py"
     script.write_text("raise SystemExit(3)")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=1", "--standalone", str(script)]
