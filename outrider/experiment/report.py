@@ -59,7 +59,7 @@ def _pass_plot(data: dict, out: Path) -> str | None:
     base = data["base_pass_at_k"]
     if base:
         ks = sorted(int(k) for k in base)
-        ax.plot(ks, [base[str(k)]["mean"] for k in ks], "k--", label="base model (before, all runs)")
+        ax.plot(ks, [base[str(k)]["mean"] for k in ks], "k--", label="base model (before training)")
     for arm, a in data["arms"].items():
         curve = a["pass_at_k_after"]
         if curve:

@@ -9,8 +9,9 @@ summary.json (the held-out evaluation before and after training: pass@k for k up
   training (and before it: the base model), as mean ± t-interval over seeds;
 * pass@k after training at every k, mean and interval over seeds.
 
-The base model's pass@k is every run's `before` evaluation pooled over all arms (the
-same model, measured once per run).
+The base model's pass@k pools the distinct `before` evaluations of all runs (the same
+model): one per run, or one per seed where the harness shared a seed's evaluation between
+its arms (outrider.experiment.runner), which is then counted once.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def _pass_curve(evals: list[dict]) -> dict[str, dict]:
     return {str(k): mean_interval([e["pass_at_k"][str(k)] for e in evals if str(k) in e["pass_at_k"]]).as_dict() for k in ks}
 
 
+def distinct(evals: list[dict]) -> list[dict]:
+    """Each evaluation once: a seed's shared base evaluation appears in every arm's summary."""
+    seen: dict[str, dict] = {}
+    for e in evals:
+        seen.setdefault(json.dumps(e, sort_keys=True), e)
+    return list(seen.values())
+
+
 def arm_summary(runs: list[dict], metric_keys: Sequence[str]) -> dict:
     final: dict[str, dict | None] = {}
     for key in metric_keys:
@@ -137,7 +146,7 @@ def collect(recipe: TrainRecipe, scale: str, runs: Sequence[ArmRun], command: st
     for arm in dict.fromkeys(r.arm for r in runs):
         mine = [m for m in measured if m["arm"] == arm]
         arms[arm] = {"overrides": mine[0]["overrides"], **arm_summary(mine, keys)}
-    before = [m["eval_before"] for m in measured if m["eval_before"]]
+    before = distinct([m["eval_before"] for m in measured if m["eval_before"]])
     return {
         "recipe": recipe.name,
         "question": recipe.question,

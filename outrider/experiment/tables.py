@@ -47,7 +47,7 @@ def train_table(data: dict) -> str:
     if base:
         k_max = str(max(int(k) for k in base))
         lines.append("")
-        lines.append(f"Base model (every run's evaluation before training, n = {base['1']['n']}): "
+        lines.append(f"Base model (its distinct evaluations before training, n = {base['1']['n']}): "
                      f"pass@1 {_interval(base['1'])}, pass@{k_max} {_interval(base[k_max])}.")
     return "\n".join(lines) + "\n"
 

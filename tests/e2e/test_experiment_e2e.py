@@ -3,11 +3,10 @@ Redis, Celery workers, DeepSpeed learner) of entropy-collapse and nsr-psr, their
 reports and JSON checked against what the runs wrote, and a second invocation that
 skips the finished runs.
 
-Cost (2 CPU cores): one arm of each recipe, 2 learner steps, evaluation 4 tasks × 4
-samples; the two experiments run at once (each run has its own stack on free ports),
-so the test takes about as long as one run: 178 s measured on 2 cores (it needs more when
-other work shares them). The recipe expansion test (tests/unit/experiment) covers every
-arm of both recipes.
+Cost (2 CPU cores): one arm of entropy-collapse and two of nsr-psr (the second given the
+first's evaluation before training), 2 learner steps each, evaluation 4 tasks × 4
+samples, one run at a time. The recipe expansion test (tests/unit/experiment) covers
+every arm of both recipes.
 """
 
 from __future__ import annotations
@@ -95,3 +94,34 @@ def test_tiny_entropy_collapse_end_to_end_then_resume(tmp_path):
     assert "grpo seed 0: finished earlier" in output and "skipped" in output
     assert metrics.stat().st_mtime_ns == stamp
     assert json.loads((entropy_out / "experiment.json").read_text())["runs"] == data["runs"]
+
+
+def test_tiny_nsr_psr_two_arms_share_the_seeds_base_evaluation(tmp_path):
+    # Two arms of nsr-psr, one after the other through the real stack: the second (nsr) is
+    # given the first's evaluation before training instead of sampling the base model again.
+    out = tmp_path / "nsr-psr"
+    command = [sys.executable, "-m", "outrider.cli.main", "experiment", "nsr-psr", "--scale", "tiny",
+               "--arms", "grpo,nsr", "--out", str(out), *TINY]
+    output = _finish(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True), timeout=900)
+    assert "report: " in output
+    grpo, nsr = out / "grpo" / "seed-0", out / "nsr" / "seed-0"
+    assert f"nsr seed 0: the base model's evaluation is {grpo / 'eval_before.json'}'s" in output
+    grpo_log = (out / "grpo" / "seed-0.log").read_text()
+    assert "evaluating (before)" in grpo_log
+    # Progress while it evaluates: a line per quarter of the 4 tasks, before and after training.
+    progress = [line.split()[1] for line in grpo_log.splitlines() if line.strip().startswith("evaluated ")]
+    assert progress == ["1/4", "2/4", "3/4", "4/4"] * 2
+    nsr_log = (out / "nsr" / "seed-0.log").read_text()
+    assert "evaluating (before)" not in nsr_log and "evaluating (after)" in nsr_log
+    before = json.loads((grpo / "summary.json").read_text())["before"]
+    assert json.loads((nsr / "summary.json").read_text())["before"] == before
+    data = json.loads((out / "experiment.json").read_text())
+    assert list(data["arms"]) == ["grpo", "nsr"]
+    # The pooled base counts the shared evaluation once; each arm's after is its own run's.
+    base = data["base_pass_at_k"]["4"]
+    assert base["n"] == 1 and base["mean"] == before["pass_at_k"]["4"] and base["half"] is None
+    for arm, run_dir in (("grpo", grpo), ("nsr", nsr)):
+        after = json.loads((run_dir / "summary.json").read_text())["after"]
+        assert data["arms"][arm]["final"]["pass@4 after"]["mean"] == after["pass_at_k"]["4"]
+        assert [r["step"] for r in _records(run_dir)] == [1, 2]
