@@ -9,6 +9,8 @@ per task (outrider.learner.algos.passk).
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,16 +51,24 @@ def _curve(n: int, correct: list[int]) -> dict[str, float]:
     return {str(k): float(pass_at_k(samples, counts, k).mean()) for k in range(1, n + 1)}
 
 
-def evaluate(policy, env, tasks: list[common_pb2.Task], rollout: RolloutConfig, cfg: EvalConfig, threads: int = 16) -> EvalResult:
+def evaluate(policy, env, tasks: list[common_pb2.Task], rollout: RolloutConfig, cfg: EvalConfig, threads: int = 16,
+             progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Play `cfg.samples` episodes of every task and estimate pass@k.
 
     `threads` tasks are played at once, so threads × samples sequences are in flight
-    on the policy: enough to fill vLLM's batch (4 threads left it a quarter full)."""
+    on the policy: enough to fill vLLM's batch (4 threads left it a quarter full).
+    `progress(done, total)` is called as each task's episodes finish."""
     sampling = rollout.sampling.model_copy(update={"temperature": cfg.temperature})
     player = GroupPlayer(policy, env, rollout.model_copy(update={"sampling": sampling}))
+    lock, done = threading.Lock(), [0]
 
     def one(task: common_pb2.Task):
-        return player.play(task, size=cfg.samples, seed=0)
+        episodes = player.play(task, size=cfg.samples, seed=0)
+        if progress is not None:
+            with lock:
+                done[0] += 1
+                progress(done[0], len(tasks))
+        return episodes
 
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(one, tasks))

@@ -22,6 +22,7 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -161,12 +162,42 @@ class TrainRun:
             return EvalResult.load(path)
         print(f"evaluating ({name}): {run.evaluation.tasks} held-out tasks x {run.evaluation.samples} samples ...", flush=True)
         tasks = held_out_tasks(env, run.rollout.envs, run.evaluation.tasks)
-        result = evaluate(policy, env, tasks, run.rollout, run.evaluation)
+        started = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            # A line per quarter of the tasks: a cpu-scale evaluation (24 x 64 episodes) takes minutes.
+            if done == total or done % max(total // 4, 1) == 0:
+                print(f"  evaluated {done}/{total} tasks ({time.monotonic() - started:.0f} s)", flush=True)
+
+        result = self._interruptible(lambda: evaluate(policy, env, tasks, run.rollout, run.evaluation, progress=progress),
+                                     f"the evaluation ({name})")
         result.finished_at = round(time.time(), 3)
         result.save(path)
         print(f"  pass@1 {result.pass_at_k['1']:.3f}  first-try pass@1 {result.first_try_pass_at_k['1']:.3f}  "
               f"pass@{result.samples} {result.pass_at_k[str(result.samples)]:.3f}  (policy version {result.policy_version})", flush=True)
         return result
+
+    def _interruptible(self, work, what: str):
+        """`work()`'s result, waited for in a way Ctrl-C / SIGTERM can cut short: an evaluation
+        blocks in policy calls for minutes, and the stop must not wait for it. The work runs
+        in a daemon thread; on a stop its calls fail once the teardown stops the services."""
+        box: dict = {}
+
+        def target() -> None:
+            try:
+                box["result"] = work()
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name="interruptible", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            if self._stop:
+                raise TrainError(f"interrupted during {what}; run it again (`--resume` continues a run with checkpoints)")
+            thread.join(0.25)
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
 
     def _train(self, run: RunConfig) -> dict:
         policy, env, curriculum = self._clients(run)

@@ -178,3 +178,31 @@ def test_a_dying_service_is_named_and_the_run_stops_without_orphans(tmp_path):
     assert re.search(r"service 'env' \(pid \d+\) stopped: killed by signal 9", output), output[-3000:]
     assert "restart budget spent (0 restarts)" in output, output[-3000:]
     assert _alive(everything) == [], [(_cmdline(p)) for p in _alive(everything)]
+
+
+def test_ctrl_c_during_the_evaluation_stops_the_run_promptly(tmp_path):
+    # An evaluation blocks in policy calls (minutes at the experiments' cpu scale); Ctrl-C
+    # must not wait for it to finish. 8 tasks x 256 samples keeps this one busy for longer
+    # than the test waits.
+    config = toy_run_config(tmp_path, "stop", evaluation={"enabled": True, "tasks": 8, "samples": 256})
+    process = train_process(config)
+    lines: list[str] = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("evaluating (before)"):
+                break
+        assert lines and lines[-1].startswith("evaluating (before)"), "".join(lines)[-3000:]
+        time.sleep(3)  # inside the evaluation: its policy calls are in flight
+        everything = descendants(process.pid)
+        started = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)
+        output = finish_train(process, timeout=120)
+        stopped_in = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "evaluated 8/8 tasks" not in output  # it did not run to the end first
+    assert process.returncode == 1 and "interrupted during the evaluation (before)" in output, output[-3000:]
+    assert stopped_in < 60, stopped_in
+    assert _alive(everything) == [], [(_cmdline(p)) for p in _alive(everything)]
