@@ -191,10 +191,10 @@ class TrainRun:
 
         thread = threading.Thread(target=target, name="interruptible", daemon=True)
         thread.start()
-        while thread.is_alive():
-            if self._stop:
-                raise TrainError(f"interrupted during {what}; run it again (`--resume` continues a run with checkpoints)")
+        while thread.is_alive() and not self._stop:
             thread.join(0.25)
+        if self._stop:  # also when the work failed because of the stop
+            raise TrainError(f"interrupted during {what}; run it again (`--resume` continues a run with checkpoints)")
         if "error" in box:
             raise box["error"]
         return box["result"]

@@ -182,9 +182,10 @@ def test_a_dying_service_is_named_and_the_run_stops_without_orphans(tmp_path):
 
 def test_ctrl_c_during_the_evaluation_stops_the_run_promptly(tmp_path):
     # An evaluation blocks in policy calls (minutes at the experiments' cpu scale); Ctrl-C
-    # must not wait for it to finish. 8 tasks x 256 samples keeps this one busy for longer
-    # than the test waits.
-    config = toy_run_config(tmp_path, "stop", evaluation={"enabled": True, "tasks": 8, "samples": 256})
+    # must not wait for it to finish. 16 tasks x 64 samples (a group is one Generate call,
+    # within the policy's limits.max_prompts of 64) keeps this one busy for longer than the
+    # test waits.
+    config = toy_run_config(tmp_path, "stop", evaluation={"enabled": True, "tasks": 16, "samples": 64})
     process = train_process(config)
     lines: list[str] = []
     try:
@@ -202,7 +203,7 @@ def test_ctrl_c_during_the_evaluation_stops_the_run_promptly(tmp_path):
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert "evaluated 8/8 tasks" not in output  # it did not run to the end first
+    assert "evaluated 16/16 tasks" not in output  # it did not run to the end first
     assert process.returncode == 1 and "interrupted during the evaluation (before)" in output, output[-3000:]
     assert stopped_in < 60, stopped_in
     assert _alive(everything) == [], [(_cmdline(p)) for p in _alive(everything)]
