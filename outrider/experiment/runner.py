@@ -17,7 +17,7 @@ same model and evaluates it on the same held-out tasks with the same sampling, s
 one arm's run has evaluated it (RUN_DIR/eval_before.json), the harness gives that file to
 the seed's other runs, and `outrider train` uses it instead of sampling again (an arm
 that changes anything the evaluation depends on, e.g. rollout.sampling, evaluates
-its own). At the cpu scale this saves one evaluation of 24 × 64 episodes per arm.
+its own). At the cpu scale this saves one evaluation of 16 × 64 episodes (~5 min) per arm.
 """
 
 from __future__ import annotations

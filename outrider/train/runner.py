@@ -165,7 +165,7 @@ class TrainRun:
         started = time.monotonic()
 
         def progress(done: int, total: int) -> None:
-            # A line per quarter of the tasks: a cpu-scale evaluation (24 x 64 episodes) takes minutes.
+            # A line per quarter of the tasks: a cpu-scale evaluation (16 x 64 episodes) takes minutes.
             if done == total or done % max(total // 4, 1) == 0:
                 print(f"  evaluated {done}/{total} tasks ({time.monotonic() - started:.0f} s)", flush=True)
 
